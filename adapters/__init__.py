@@ -1,0 +1,1 @@
+"""Adapters: the Socket.IO transport and the session stores (MySQL, SQLite, memory)."""

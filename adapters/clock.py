@@ -1,0 +1,10 @@
+"""The system clock, behind the :class:`application.ports.Clock` port."""
+
+from __future__ import annotations
+
+import time
+
+
+class SystemClock:
+    def now(self) -> float:
+        return time.time()

@@ -1,0 +1,1 @@
+"""Session stores: implementations of :class:`application.ports.SessionStore`."""

@@ -1,0 +1,74 @@
+"""Sessions in a dict: for tests and for embedding where nothing must persist."""
+
+from __future__ import annotations
+
+from attrs import evolve
+
+from domain.session import Change, Session
+from domain.values import check_size
+
+
+class MemoryStore:
+    """A :class:`application.ports.SessionStore` that lives and dies with the process.
+
+    ``sessions`` is public on purpose: tests read it to see what was stored.
+    Every method runs without suspending, so each one is atomic under asyncio.
+    """
+
+    def __init__(self) -> None:
+        self.sessions: dict[bytes, Session] = {}
+
+    async def insert(self, digest: bytes, session: Session) -> None:
+        if digest in self.sessions:
+            raise KeyError("a session with this digest exists")
+        self.sessions[digest] = session
+
+    async def fetch(self, digest: bytes) -> Session | None:
+        return self.sessions.get(digest)
+
+    def _live(self, digest: bytes, now: float) -> Session | None:
+        session = self.sessions.get(digest)
+        return session if session is not None and session.deadlines.live_at(now) else None
+
+    async def write(
+        self, digest: bytes, change: Change, *, now: float, idle_deadline: float, max_bytes: int
+    ) -> int | None:
+        session = self._live(digest, now)
+        if session is None:
+            return None
+        updated = session.with_change(change, now, session.deadlines.extended(idle_deadline))
+        check_size(updated.data, max_bytes)
+        self.sessions[digest] = updated
+        return updated.version
+
+    async def touch(self, digest: bytes, *, now: float, idle_deadline: float) -> bool:
+        session = self._live(digest, now)
+        if session is None:
+            return False
+        self.sessions[digest] = evolve(session, deadlines=session.deadlines.extended(idle_deadline), last_seen=now)
+        return True
+
+    async def rename(self, old: bytes, new: bytes, *, now: float, idle_deadline: float) -> bool:
+        if not await self.touch(old, now=now, idle_deadline=idle_deadline):
+            return False
+        self.sessions[new] = self.sessions.pop(old)
+        return True
+
+    async def set_user(self, digest: bytes, user_id: str | None, *, now: float) -> bool:
+        session = self._live(digest, now)
+        if session is None:
+            return False
+        self.sessions[digest] = evolve(session, user_id=user_id)
+        return True
+
+    async def remove(self, digest: bytes) -> bool:
+        return self.sessions.pop(digest, None) is not None
+
+    async def purge(self, *, now: float, batch: int) -> int:
+        expired = [d for d, s in self.sessions.items() if not s.deadlines.live_at(now)][:batch]
+        for digest in expired:
+            del self.sessions[digest]
+        return len(expired)
+
+    async def close(self) -> None:
+        pass

@@ -1,0 +1,371 @@
+"""Sessions in MySQL 8 / MariaDB 10.5+, through an aiomysql pool.
+
+Each session is one row keyed by the SHA-256 of its token. A write is a single
+UPDATE that edits only the keys it names (``JSON_SET`` / ``JSON_REMOVE``), so
+writers to different keys, in any number of processes, never lose each
+other's keys, and no write revives an expired row (``expires > now`` is part of
+every WHERE clause).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import aiomysql
+import pymysql
+from attrs import frozen
+from pymysql.constants import CLIENT, ER
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
+
+from adapters.stores.ddl import COLUMNS, check_table_name, ddl, ddl_path, statements
+from application.errors import SchemaMissing, StoreUnavailable
+from domain.errors import SessionTooLarge
+from domain.expiry import Deadlines
+from domain.session import Change, Session
+
+# Errors after which the statement certainly did not take effect: the server
+# rolled it back (deadlock, lock wait timeout) or we never reached it.
+_ROLLED_BACK = {ER.LOCK_DEADLOCK, ER.LOCK_WAIT_TIMEOUT}
+_NOT_SENT = {2003}  # CR_CONN_HOST_ERROR: could not connect
+# The connection died under the statement; it may or may not have run.
+_CONNECTION_LOST = {2006, 2013}  # CR_SERVER_GONE_ERROR, CR_SERVER_LOST
+
+_SELECT = "SELECT data, version, created, last_seen, expires, absolute_expires, user_id FROM {t} WHERE id = UNHEX(%s)"
+
+
+@frozen
+class Outcome:
+    """What a statement did: rows matched (or deleted), rows read, LAST_INSERT_ID()."""
+
+    rowcount: int
+    rows: list[tuple[Any, ...]]
+    last_id: int | None
+
+
+def _error_code(exc: BaseException) -> int | None:
+    if isinstance(exc, pymysql.err.MySQLError) and exc.args and isinstance(exc.args[0], int):
+        return exc.args[0]
+    return None
+
+
+def json_path(key: str) -> str:
+    """The JSON path of a top-level ``key``: ``$."key"`` with ``\\`` and ``"`` escaped.
+
+    Quoting makes keys holding ``$ . [ ] * ' %`` plain names (PITFALLS.md).
+    """
+    return '$."' + key.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def hexkey(digest: bytes) -> str:
+    # aiomysql 0.3.2 with PyMySQL >= 1.2.3 cannot bind bytes parameters
+    # (aio-libs/aiomysql#1080, fix pending in #1081): escape_bytes_prefixed is
+    # called with the wrong arguments. We bind the digest as hex and UNHEX() it
+    # in SQL, which works with every PyMySQL; tests/integration/test_mysql_store.py
+    # (test_binary_keys_round_trip) fails if this is replaced by raw bytes.
+    return digest.hex()
+
+
+@frozen
+class MySQLConfig:
+    host: str = "127.0.0.1"
+    port: int = 3306
+    user: str = "root"
+    password: str = ""
+    database: str = "test"
+    table: str = "socketio_session"
+    pool_size: int = 10
+    # How long an operation may wait for a pooled connection, and for a new
+    # connection, before it reports StoreUnavailable instead of hanging.
+    acquire_timeout: float = 1.5
+    connect_timeout: float = 1.5
+    recycle: int = 3600
+
+    @classmethod
+    def from_url(cls, url: str, **overrides: Any) -> MySQLConfig:
+        """``mysql://user:password@host:port/database`` (user, password, port optional)."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("mysql", "mariadb"):
+            raise ValueError(f"not a mysql:// URL: scheme {parts.scheme!r}")
+        database = parts.path.lstrip("/")
+        if not database:
+            raise ValueError("the mysql:// URL names no database (mysql://user:pass@host:3306/DATABASE)")
+        return cls(
+            host=parts.hostname or "127.0.0.1",
+            port=parts.port or 3306,
+            user=unquote(parts.username or "root"),
+            password=unquote(parts.password or ""),
+            database=unquote(database),
+            **overrides,
+        )
+
+
+class MySQLStore:
+    """A :class:`application.ports.SessionStore` on MySQL or MariaDB.
+
+    >>> store = MySQLStore(MySQLConfig.from_url("mysql://app:secret@db:3306/app"))  # doctest: +SKIP
+    >>> await store.open()                                                          # doctest: +SKIP
+    """
+
+    def __init__(self, config: MySQLConfig) -> None:
+        self.config = config
+        self.table = check_table_name(config.table)
+        self._pool: aiomysql.Pool | None = None
+        self._pool_lock = asyncio.Lock()
+
+    # -- lifecycle ----------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Create the pool (lazily reconnecting later) and check the schema."""
+        await self._get_pool()
+        await self.check_schema()
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            await self._pool.wait_closed()
+            self._pool = None
+
+    async def _get_pool(self) -> aiomysql.Pool:
+        pool = self._pool
+        if pool is None:
+            async with self._pool_lock:
+                pool = self._pool = self._pool or await self._create_pool()
+        return pool
+
+    async def _create_pool(self) -> aiomysql.Pool:
+        c = self.config
+        try:
+            return await asyncio.wait_for(
+                aiomysql.create_pool(
+                    host=c.host,
+                    port=c.port,
+                    user=c.user,
+                    password=c.password,
+                    db=c.database,
+                    minsize=0,
+                    maxsize=c.pool_size,
+                    pool_recycle=c.recycle,
+                    connect_timeout=c.connect_timeout,
+                    charset="utf8mb4",
+                    # Pooled SELECTs must see other processes' commits:
+                    # without autocommit they read a stale snapshot (PITFALLS.md).
+                    autocommit=True,
+                    # Affected rows = rows matched, so an UPDATE that changes
+                    # nothing still says the session exists (PITFALLS.md).
+                    client_flag=CLIENT.FOUND_ROWS,
+                    # A JSON_SET that yields NULL must fail, not blank the row.
+                    init_command="SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION'",
+                ),
+                timeout=c.connect_timeout + c.acquire_timeout,
+            )
+        except (TimeoutError, OSError, pymysql.err.MySQLError) as exc:
+            raise StoreUnavailable(f"cannot reach MySQL at {c.host}:{c.port}: {type(exc).__name__}") from exc
+
+    # -- running statements ----------------------------------------------------------
+
+    async def _once(self, sql: str, params: Sequence[object]) -> Outcome:
+        pool = await self._get_pool()
+        try:
+            conn = await asyncio.wait_for(pool.acquire(), timeout=self.config.acquire_timeout)
+        except TimeoutError as exc:
+            raise StoreUnavailable("no database connection became free in time") from exc
+        try:
+            async with conn.cursor() as cursor:
+                await cursor.execute(sql, params)
+                rows = list(await cursor.fetchall())
+                return Outcome(cursor.rowcount, rows, cursor.lastrowid)
+        except BaseException:
+            # Whatever failed, this connection's state is unknown: drop it.
+            conn.close()
+            raise
+        finally:
+            pool.release(conn)
+
+    async def _run(self, sql: str, params: Sequence[object], *, idempotent: bool) -> Outcome:
+        """Run one statement, retrying where that cannot apply it twice."""
+
+        def retryable(exc: BaseException) -> bool:
+            code = _error_code(exc)
+            if code in _ROLLED_BACK or code in _NOT_SENT:
+                return True
+            return idempotent and code in _CONNECTION_LOST
+
+        try:
+            async for attempt in AsyncRetrying(
+                retry=retry_if_exception(retryable),
+                stop=stop_after_attempt(3),
+                wait=wait_exponential(multiplier=0.02, max=0.2),
+                reraise=True,
+            ):
+                with attempt:
+                    return await self._once(sql, params)
+        except pymysql.err.ProgrammingError as exc:
+            if _error_code(exc) == ER.NO_SUCH_TABLE:
+                raise self._schema_missing() from exc
+            raise
+        except (pymysql.err.OperationalError, pymysql.err.InterfaceError, OSError) as exc:
+            raise StoreUnavailable(f"session store failed: {type(exc).__name__} {_error_code(exc)}") from exc
+        raise AssertionError("unreachable: tenacity either returns or reraises")
+
+    # -- schema -----------------------------------------------------------------------
+
+    def _schema_missing(self, detail: str = "does not exist") -> SchemaMissing:
+        return SchemaMissing(
+            f"table `{self.table}` in database `{self.config.database}` {detail}. "
+            f"Apply {ddl_path('mysql')} with `python -m entrypoints.cli migrate` "
+            f"(or `mysql {self.config.database} < sql/mysql.sql`), or set SESSION_AUTO_MIGRATE=1."
+        )
+
+    async def check_schema(self) -> None:
+        """:class:`SchemaMissing` naming the DDL file unless the table has our columns."""
+        rows = (
+            await self._run(
+                "SELECT COLUMN_NAME FROM information_schema.COLUMNS"
+                " WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s",
+                (self.table,),
+                idempotent=True,
+            )
+        ).rows
+        present = {row[0].lower() for row in rows}
+        if not present:
+            raise self._schema_missing()
+        missing = [c for c in COLUMNS if c not in present]
+        if missing:
+            raise self._schema_missing(f"lacks columns {', '.join(missing)}")
+
+    async def migrate(self) -> None:
+        """Apply ``sql/mysql.sql`` (CREATE TABLE IF NOT EXISTS): the explicit opt-in."""
+        for statement in statements(ddl("mysql", self.table)):
+            await self._run(statement, (), idempotent=True)
+
+    # -- the port ----------------------------------------------------------------------
+
+    async def insert(self, digest: bytes, session: Session) -> None:
+        try:
+            await self._run(
+                f"INSERT INTO {self.table} (id, data, version, created, last_seen, expires, absolute_expires, user_id)"
+                " VALUES (UNHEX(%s), %s, %s, %s, %s, %s, %s, %s)",
+                (
+                    hexkey(digest),
+                    json.dumps(dict(session.data), ensure_ascii=False, separators=(",", ":")),
+                    session.version,
+                    session.created,
+                    session.last_seen,
+                    session.deadlines.expires,
+                    session.deadlines.absolute,
+                    session.user_id,
+                ),
+                # A retry after a lost connection can only meet our own row
+                # (digests of fresh 256-bit tokens do not collide): see below.
+                idempotent=True,
+            )
+        except pymysql.err.IntegrityError as exc:
+            if _error_code(exc) != ER.DUP_ENTRY:
+                raise
+            # Our first attempt landed before the connection died.
+
+    async def fetch(self, digest: bytes) -> Session | None:
+        rows = (await self._run(_SELECT.format(t=self.table), (hexkey(digest),), idempotent=True)).rows
+        if not rows:
+            return None
+        data, version, created, last_seen, expires, absolute, user_id = rows[0]
+        return Session(
+            data=json.loads(data),
+            created=created,
+            deadlines=Deadlines(idle=expires, absolute=absolute),
+            last_seen=last_seen,
+            version=version,
+            user_id=user_id,
+        )
+
+    def _data_expression(self, change: Change) -> tuple[str, list[object]]:
+        expression = "'{}'" if change.clear else "data"
+        params: list[object] = []
+        if change.deletes:
+            expression = f"JSON_REMOVE({expression}, {', '.join(['%s'] * len(change.deletes))})"
+            params += [json_path(key) for key in change.deletes]
+        if change.sets:
+            # JSON_EXTRACT(?, '$') turns the bound text into a JSON value on both
+            # MariaDB and MySQL 8; MariaDB has no CAST(? AS JSON) (PITFALLS.md).
+            pairs = ", ".join(["%s, JSON_EXTRACT(%s, '$')"] * len(change.sets))
+            expression = f"JSON_SET({expression}, {pairs})"
+            for key, text in change.sets.items():
+                params += [json_path(key), text]
+        return expression, params
+
+    async def write(
+        self, digest: bytes, change: Change, *, now: float, idle_deadline: float, max_bytes: int
+    ) -> int | None:
+        expression, params = self._data_expression(change)
+        key = hexkey(digest)
+        # The size bound is checked on the new document inside the same
+        # statement, so it holds however many writers race. It measures the
+        # text as the server stores it.
+        # LAST_INSERT_ID(expr) hands the new version back in the OK packet, so
+        # the write needs no second round trip to learn it.
+        outcome = await self._run(
+            f"UPDATE {self.table} SET data = {expression}, version = LAST_INSERT_ID(version + 1), last_seen = %s,"
+            " expires = LEAST(GREATEST(expires, %s), absolute_expires)"
+            f" WHERE id = UNHEX(%s) AND expires > %s AND LENGTH({expression}) <= %s",
+            (*params, now, idle_deadline, key, now, *params, max_bytes),
+            # Deadlocks are retried; a connection lost mid-UPDATE is not, as the
+            # write may have landed: the caller gets StoreUnavailable, not a double write.
+            idempotent=False,
+        )
+        if outcome.rowcount and outcome.last_id is not None:
+            return outcome.last_id
+        # Nothing matched: either the session is not live, or the write was too big.
+        live = await self._run(
+            f"SELECT 1 FROM {self.table} WHERE id = UNHEX(%s) AND expires > %s", (key, now), idempotent=True
+        )
+        if live.rows:
+            raise SessionTooLarge(f"the session would exceed {max_bytes} bytes")
+        return None
+
+    async def touch(self, digest: bytes, *, now: float, idle_deadline: float) -> bool:
+        matched = await self._run(
+            f"UPDATE {self.table} SET last_seen = %s, expires = LEAST(GREATEST(expires, %s), absolute_expires)"
+            " WHERE id = UNHEX(%s) AND expires > %s",
+            (now, idle_deadline, hexkey(digest), now),
+            idempotent=True,
+        )
+        return matched.rowcount > 0
+
+    async def rename(self, old: bytes, new: bytes, *, now: float, idle_deadline: float) -> bool:
+        matched = await self._run(
+            f"UPDATE {self.table} SET id = UNHEX(%s), last_seen = %s,"
+            " expires = LEAST(GREATEST(expires, %s), absolute_expires)"
+            " WHERE id = UNHEX(%s) AND expires > %s",
+            (hexkey(new), now, idle_deadline, hexkey(old), now),
+            idempotent=True,
+        )
+        if matched.rowcount:
+            return True
+        # After a retry the first attempt may already have moved the row.
+        return await self.fetch(new) is not None
+
+    async def set_user(self, digest: bytes, user_id: str | None, *, now: float) -> bool:
+        matched = await self._run(
+            f"UPDATE {self.table} SET user_id = %s WHERE id = UNHEX(%s) AND expires > %s",
+            (user_id, hexkey(digest), now),
+            idempotent=True,
+        )
+        return matched.rowcount > 0
+
+    async def remove(self, digest: bytes) -> bool:
+        deleted = await self._run(f"DELETE FROM {self.table} WHERE id = UNHEX(%s)", (hexkey(digest),), idempotent=True)
+        return deleted.rowcount > 0
+
+    async def purge(self, *, now: float, batch: int) -> int:
+        deleted = await self._run(
+            f"DELETE FROM {self.table} WHERE expires <= %s ORDER BY expires LIMIT %s", (now, batch), idempotent=True
+        )
+        return deleted.rowcount
+
+    async def ping(self) -> None:
+        """Raise StoreUnavailable unless the database answers."""
+        await self._run("SELECT 1", (), idempotent=True)

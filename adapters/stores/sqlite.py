@@ -1,0 +1,199 @@
+"""Sessions in a SQLite file: the zero-setup default, for one process.
+
+Every write is a short ``BEGIN IMMEDIATE`` transaction that reads the row,
+applies the change and writes it back. SQLite lets one writer in at a time,
+so concurrent writers never lose each other's keys.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiosqlite
+from attrs import evolve
+
+from adapters.stores.ddl import check_table_name, ddl
+from application.errors import StoreUnavailable
+from domain.expiry import Deadlines
+from domain.session import Change, Session
+from domain.values import check_size
+
+_FIELDS = "data, version, created, last_seen, expires, absolute_expires, user_id"
+
+
+def path_from_url(url: str) -> str:
+    """``sqlite:///relative/path``, ``sqlite:////absolute/path`` or ``sqlite:///:memory:``."""
+    parts = urlsplit(url)
+    if parts.scheme != "sqlite":
+        raise ValueError(f"not a sqlite:// URL: scheme {parts.scheme!r}")
+    path = parts.path[1:] if parts.path.startswith("/") else parts.path
+    if not path:
+        raise ValueError("the sqlite:// URL names no file (sqlite:///./sessions.sqlite3)")
+    return path
+
+
+class SQLiteStore:
+    """A :class:`application.ports.SessionStore` in one SQLite file.
+
+    It owns its file, so :meth:`open` creates the schema when it is missing.
+    """
+
+    def __init__(self, path: str, table: str = "socketio_session") -> None:
+        self.path = path
+        self.table = check_table_name(table)
+        self._db: aiosqlite.Connection | None = None
+        # One connection serves every coroutine; transactions must not interleave on it.
+        self._lock = asyncio.Lock()
+
+    async def open(self) -> None:
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = await aiosqlite.connect(self.path, isolation_level=None)
+            await self._db.execute("PRAGMA journal_mode = WAL")
+            # Acked means stored: fsync on every commit.
+            await self._db.execute("PRAGMA synchronous = FULL")
+            await self._db.execute("PRAGMA busy_timeout = 2000")
+            await self._db.executescript(ddl("sqlite", self.table))
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"cannot open SQLite file {self.path}: {exc}") from exc
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._db.close()
+            self._db = None
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        async with self._lock:
+            if self._db is None:
+                raise StoreUnavailable("the SQLite store is not open")
+            db = self._db
+            try:
+                await db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield db
+                except BaseException:
+                    await db.execute("ROLLBACK")
+                    raise
+                await db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise StoreUnavailable(f"SQLite failed: {type(exc).__name__}") from exc
+
+    async def _one(self, db: aiosqlite.Connection, sql: str, params: Sequence[Any]) -> Any:
+        async with db.execute(sql, params) as cursor:
+            return await cursor.fetchone()
+
+    def _session(self, row: Sequence[Any]) -> Session:
+        data, version, created, last_seen, expires, absolute, user_id = row
+        return Session(
+            data=json.loads(data),
+            created=created,
+            deadlines=Deadlines(idle=expires, absolute=absolute),
+            last_seen=last_seen,
+            version=version,
+            user_id=user_id,
+        )
+
+    async def _save(self, db: aiosqlite.Connection, digest: bytes, session: Session) -> None:
+        await db.execute(
+            f"UPDATE {self.table} SET data = ?, version = ?, last_seen = ?, expires = ?, user_id = ? WHERE id = ?",
+            (
+                json.dumps(dict(session.data), ensure_ascii=False, separators=(",", ":")),
+                session.version,
+                session.last_seen,
+                session.deadlines.idle,
+                session.user_id,
+                digest,
+            ),
+        )
+
+    async def _live(self, db: aiosqlite.Connection, digest: bytes, now: float) -> Session | None:
+        row = await self._one(db, f"SELECT {_FIELDS} FROM {self.table} WHERE id = ? AND expires > ?", (digest, now))
+        return None if row is None else self._session(row)
+
+    async def insert(self, digest: bytes, session: Session) -> None:
+        async with self._transaction() as db:
+            await db.execute(
+                f"INSERT INTO {self.table} (id, {_FIELDS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    digest,
+                    json.dumps(dict(session.data), ensure_ascii=False, separators=(",", ":")),
+                    session.version,
+                    session.created,
+                    session.last_seen,
+                    session.deadlines.expires,
+                    session.deadlines.absolute,
+                    session.user_id,
+                ),
+            )
+
+    async def fetch(self, digest: bytes) -> Session | None:
+        async with self._transaction() as db:
+            row = await self._one(db, f"SELECT {_FIELDS} FROM {self.table} WHERE id = ?", (digest,))
+        return None if row is None else self._session(row)
+
+    async def write(
+        self, digest: bytes, change: Change, *, now: float, idle_deadline: float, max_bytes: int
+    ) -> int | None:
+        async with self._transaction() as db:
+            session = await self._live(db, digest, now)
+            if session is None:
+                return None
+            updated = session.with_change(change, now, session.deadlines.extended(idle_deadline))
+            check_size(updated.data, max_bytes)  # raises inside the transaction: rolled back
+            await self._save(db, digest, updated)
+            return updated.version
+
+    async def touch(self, digest: bytes, *, now: float, idle_deadline: float) -> bool:
+        async with self._transaction() as db:
+            session = await self._live(db, digest, now)
+            if session is None:
+                return False
+            await self._save(
+                db, digest, evolve(session, deadlines=session.deadlines.extended(idle_deadline), last_seen=now)
+            )
+            return True
+
+    async def rename(self, old: bytes, new: bytes, *, now: float, idle_deadline: float) -> bool:
+        async with self._transaction() as db:
+            session = await self._live(db, old, now)
+            if session is None:
+                return False
+            await self._save(
+                db, old, evolve(session, deadlines=session.deadlines.extended(idle_deadline), last_seen=now)
+            )
+            await db.execute(f"UPDATE {self.table} SET id = ? WHERE id = ?", (new, old))
+            return True
+
+    async def set_user(self, digest: bytes, user_id: str | None, *, now: float) -> bool:
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                f"UPDATE {self.table} SET user_id = ? WHERE id = ? AND expires > ?", (user_id, digest, now)
+            )
+            return cursor.rowcount > 0
+
+    async def remove(self, digest: bytes) -> bool:
+        async with self._transaction() as db:
+            cursor = await db.execute(f"DELETE FROM {self.table} WHERE id = ?", (digest,))
+            return cursor.rowcount > 0
+
+    async def purge(self, *, now: float, batch: int) -> int:
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                f"DELETE FROM {self.table} WHERE id IN"
+                f" (SELECT id FROM {self.table} WHERE expires <= ? ORDER BY expires LIMIT ?)",
+                (now, batch),
+            )
+            return cursor.rowcount
+
+    async def ping(self) -> None:
+        async with self._transaction() as db:
+            await self._one(db, "SELECT 1", ())

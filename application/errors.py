@@ -1,0 +1,25 @@
+"""Errors the use cases raise; transports map them to the wire by name."""
+
+from __future__ import annotations
+
+from domain.errors import SessionError
+
+
+class SessionNotReady(SessionError):
+    """The handle was used before a handshake bound it to a session."""
+
+
+class SessionEnded(SessionError):
+    """The session expired, was destroyed or was rotated away (here or elsewhere)."""
+
+
+class SessionKeyMissing(SessionError):
+    """A guarded operation needs a session key that is not set (e.g. not logged in)."""
+
+
+class StoreUnavailable(SessionError):
+    """The session store cannot be reached right now; nothing was written."""
+
+
+class SchemaMissing(SessionError):
+    """The store's table does not exist (or lacks columns) and was not created for us."""

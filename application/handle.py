@@ -1,0 +1,227 @@
+"""The session handle: one connection's view of its session, and its writes."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
+from typing import NoReturn
+
+from attrs import evolve
+
+from application.errors import SessionEnded, SessionKeyMissing, SessionNotReady
+from application.handshake import Handshake, Sessions, Status
+from domain.errors import SessionTooLarge
+from domain.session import Change, Session
+from domain.token import Token
+from domain.values import JSON, check_key, encode
+
+Rebound = Callable[[Handshake], Awaitable[None]]
+"""Called after the handle moved to another token (rotated, or a fresh session)."""
+
+
+class SessionHandle:
+    """What application code holds for one connection.
+
+    ``get`` reads the handle's current view synchronously; every write returns
+    only once it is durable in the store and extends the idle deadline. Writes
+    through one handle are applied in the order they were called, even when the
+    transport runs each event as its own task.
+
+    >>> await handle.handshake(presented_token)          # doctest: +SKIP
+    >>> await handle.set("userId", 42)                   # doctest: +SKIP
+    >>> handle.get("userId")                             # doctest: +SKIP
+    42
+    """
+
+    def __init__(self, sessions: Sessions, on_rebound: Rebound | None = None) -> None:
+        self._sessions = sessions
+        self._on_rebound = on_rebound
+        self._token: Token | None = None
+        self._session: Session | None = None
+        self._ended = False
+        # asyncio.Lock wakes waiters first-come first-served, and a call reaches
+        # ``acquire`` before its first suspension, so the lock order is the call order.
+        self._lock = asyncio.Lock()
+
+    # -- binding --------------------------------------------------------------
+
+    async def handshake(self, presented: object) -> Handshake:
+        """Bind this handle to the session of ``presented`` (or a new one)."""
+        async with self._lock:
+            result = await self._sessions.handshake(presented)
+            self._bind(result)
+            return result
+
+    @property
+    def bound(self) -> bool:
+        return self._token is not None
+
+    @property
+    def ended(self) -> bool:
+        """True once the session is known to have ended (expired or destroyed elsewhere)."""
+        return self._ended
+
+    @property
+    def token(self) -> Token:
+        return self._require_bound()[0]
+
+    @property
+    def session(self) -> Session:
+        return self._require_bound()[1]
+
+    @property
+    def data(self) -> Mapping[str, JSON]:
+        """A read-only view of the session data as this handle last saw it."""
+        return self.session.data
+
+    @property
+    def expires(self) -> float:
+        return self.session.expires
+
+    def get(self, key: str, default: JSON = "") -> JSON:
+        """The value at ``key`` in the current view, or ``default`` (the old package's "")."""
+        return self.session.data.get(key, default)
+
+    # -- writes -----------------------------------------------------------------
+
+    async def set(self, key: str, value: JSON) -> None:
+        """Store ``value`` at ``key``."""
+        await self._write(Change(sets={check_key(key): encode(value)}))
+
+    async def update(self, values: Mapping[str, JSON]) -> None:
+        """Store several keys in one atomic write."""
+        if not isinstance(values, Mapping):
+            raise TypeError("update() takes a mapping")
+        await self._write(Change(sets={check_key(k): encode(v) for k, v in values.items()}))
+
+    async def delete(self, key: str) -> None:
+        """Remove ``key`` (no error when it is absent)."""
+        await self._write(Change(deletes=(check_key(key),)))
+
+    async def clear(self) -> None:
+        """Remove every key; the session and its token stay."""
+        await self._write(Change(clear=True))
+
+    async def _write(self, change: Change) -> None:
+        self._precheck(change)
+        async with self._lock:
+            token, session = self._require_live()
+            sessions = self._sessions
+            now = sessions.clock.now()
+            version = await sessions.store.write(
+                token.digest,
+                change,
+                now=now,
+                idle_deadline=sessions.policy.idle_deadline(now),
+                max_bytes=sessions.max_bytes,
+            )
+            if version is None:
+                self._end(token, "write to ended session")
+            self._session = evolve(
+                session.with_change(change, now, sessions.policy.slide(session.deadlines, now)),
+                version=version,
+            )
+
+    def _precheck(self, change: Change) -> None:
+        # Fail fast, before any I/O, on a write that is too large whatever the
+        # store holds; the store enforces the exact limit atomically.
+        size = sum(len(k.encode()) + len(v.encode()) for k, v in change.sets.items())
+        if size > self._sessions.max_bytes:
+            raise SessionTooLarge(f"write is {size} bytes; the maximum is {self._sessions.max_bytes}")
+
+    # -- lifecycle --------------------------------------------------------------
+
+    async def refresh(self) -> bool:
+        """Reload the view from the store; False when the session has ended."""
+        async with self._lock:
+            return await self._reload()
+
+    async def require(self, *keys: str) -> None:
+        """The guard for secured operations: fresh from the store, live, with ``keys`` set.
+
+        Raises :class:`SessionEnded` when the session ended anywhere (destroyed,
+        rotated, expired) and :class:`SessionKeyMissing` when a key is absent.
+        """
+        async with self._lock:
+            if not await self._reload():
+                raise SessionEnded("the session has ended")
+            missing = [key for key in keys if key not in self.session.data]
+            if missing:
+                raise SessionKeyMissing(f"session lacks {', '.join(missing)}")
+
+    async def regenerate(self) -> Token:
+        """Move the session to a new token; the old token is dead at once.
+
+        Call it on login (and on any privilege change) against session fixation.
+        """
+        async with self._lock:
+            token, session = self._require_live()
+            sessions = self._sessions
+            now = sessions.clock.now()
+            new = sessions.new_token()
+            moved = await sessions.store.rename(
+                token.digest, new.digest, now=now, idle_deadline=sessions.policy.idle_deadline(now)
+            )
+            if not moved:
+                self._end(token, "regenerate of ended session")
+            sessions.audit("rotated", new, previous=sessions.fingerprint(token))
+            deadlines = sessions.policy.slide(session.deadlines, now)
+            result = Handshake(new, evolve(session, deadlines=deadlines, last_seen=now), Status.ROTATED)
+            self._bind(result)
+        await self._announce(result)
+        return new
+
+    async def destroy(self) -> Token:
+        """Log out: delete the session and bind a fresh, empty one; its token is returned."""
+        async with self._lock:
+            token, _ = self._require_bound()
+            await self._sessions.store.remove(token.digest)
+            self._sessions.audit("destroyed", token)
+            result = await self._sessions.open(Status.CREATED)
+            self._bind(result)
+        await self._announce(result)
+        return result.token
+
+    async def login(self, user_id: str) -> Token:
+        """Rotate the token and record ``user_id`` as the session's owner."""
+        new = await self.regenerate()
+        async with self._lock:
+            token, session = self._require_live()
+            if not await self._sessions.store.set_user(token.digest, user_id, now=self._sessions.clock.now()):
+                self._end(token, "login on ended session")
+            self._session = evolve(session, user_id=user_id)
+        return new
+
+    # -- internals --------------------------------------------------------------
+
+    def _bind(self, result: Handshake) -> None:
+        self._token, self._session, self._ended = result.token, result.session, False
+
+    def _require_bound(self) -> tuple[Token, Session]:
+        if self._token is None or self._session is None:
+            raise SessionNotReady("no session yet: the client has not completed the handshake")
+        return self._token, self._session
+
+    def _require_live(self) -> tuple[Token, Session]:
+        token, session = self._require_bound()
+        if self._ended:
+            raise SessionEnded("the session has ended")
+        return token, session
+
+    async def _reload(self) -> bool:
+        token, _ = self._require_bound()
+        found = await self._sessions.store.fetch(token.digest)
+        if found is None or self._sessions.policy.is_expired(found.deadlines, self._sessions.clock.now()):
+            self._ended = True
+            return False
+        self._session, self._ended = found, False
+        return True
+
+    def _end(self, token: Token, why: str) -> NoReturn:
+        self._ended = True
+        self._sessions.audit("ended", token, reason=why)
+        raise SessionEnded("the session has ended")
+
+    async def _announce(self, result: Handshake) -> None:
+        if self._on_rebound is not None:
+            await self._on_rebound(result)

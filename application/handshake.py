@@ -1,0 +1,116 @@
+"""The handshake: turn whatever token a client presents into a live session."""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import hmac
+import logging
+import secrets
+from collections.abc import Callable
+
+from attrs import define, evolve, field, frozen
+
+from application.ports import Clock, SessionStore
+from domain.errors import MalformedToken
+from domain.expiry import ExpiryPolicy
+from domain.session import Session
+from domain.token import Token
+from domain.values import DEFAULT_MAX_BYTES
+
+log = logging.getLogger("socketio_session")
+
+
+class Status(enum.Enum):
+    """How a handshake (or a later rebind) ended."""
+
+    CREATED = "created"  # no token presented: a new session
+    RESUMED = "resumed"  # the presented session is live
+    EXPIRED = "expired"  # it existed but expired: a new session, old data dropped
+    NOT_FOUND = "not_found"  # no such session: a new one
+    INVALID = "invalid"  # the token was malformed: a new session, no query ran
+    ROTATED = "rotated"  # same session, new token (regenerate)
+
+
+@frozen
+class Handshake:
+    """The token the client must keep from now on, its session, and why."""
+
+    token: Token
+    session: Session
+    status: Status
+
+
+@define
+class Sessions:
+    """The session use cases over a store and a clock.
+
+    One instance serves a whole process; hand it to every transport.
+
+    >>> import asyncio
+    >>> from adapters.stores.memory import MemoryStore     # doctest: +SKIP
+    >>> sessions = Sessions(MemoryStore(), clock)          # doctest: +SKIP
+    >>> result = asyncio.run(sessions.handshake(""))       # doctest: +SKIP
+    >>> result.status                                      # doctest: +SKIP
+    <Status.CREATED: 'created'>
+    """
+
+    store: SessionStore
+    clock: Clock
+    policy: ExpiryPolicy = field(factory=ExpiryPolicy)
+    max_bytes: int = DEFAULT_MAX_BYTES
+    new_token: Callable[[], Token] = Token.generate
+    # Lifecycle log lines name a session by a keyed hash of its token, so logs
+    # can be correlated but never replayed, even together with a table dump.
+    log_key: bytes = field(factory=lambda: secrets.token_bytes(16), repr=False)
+
+    async def handshake(self, presented: object) -> Handshake:
+        """Resume the session of ``presented``, or open a new one and say why.
+
+        ``presented`` is whatever the client sent: None or "" asks for a new
+        session; anything that is not a well-formed token is refused before
+        any query. A session that expired is never revived and its data is
+        not carried over; a token the server did not issue is never adopted.
+        """
+        now = self.clock.now()
+        if presented is None or presented == "":
+            return await self.open(Status.CREATED)
+        try:
+            token = Token.parse(presented)
+        except MalformedToken:
+            self.audit("invalid", None)
+            return await self.open(Status.INVALID)
+        found = await self.store.fetch(token.digest)
+        if found is None:
+            self.audit("not_found", token)
+            return await self.open(Status.NOT_FOUND)
+        if self.policy.is_expired(found.deadlines, now):
+            self.audit("expired", token)
+            await self.store.remove(token.digest)
+            return await self.open(Status.EXPIRED)
+        if self.policy.wants_touch(found.deadlines, now):
+            alive = await self.store.touch(token.digest, now=now, idle_deadline=self.policy.idle_deadline(now))
+            if not alive:  # it ended between our read and our touch
+                self.audit("expired", token)
+                return await self.open(Status.EXPIRED)
+            found = evolve(found, deadlines=self.policy.slide(found.deadlines, now), last_seen=now)
+        self.audit("resumed", token)
+        return Handshake(token, found, Status.RESUMED)
+
+    async def open(self, status: Status = Status.CREATED) -> Handshake:
+        """A brand-new empty session with a fresh token."""
+        now = self.clock.now()
+        token = self.new_token()
+        session = Session(data={}, created=now, deadlines=self.policy.open(now), last_seen=now)
+        await self.store.insert(token.digest, session)
+        self.audit("created", token)
+        return Handshake(token, session, status)
+
+    def fingerprint(self, token: Token) -> str:
+        """A keyed hash that names ``token`` in logs without revealing it."""
+        return hmac.new(self.log_key, token.digest, hashlib.sha256).hexdigest()[:16]
+
+    def audit(self, event: str, token: Token | None, **extra: object) -> None:
+        """One structured log line for a session lifecycle event."""
+        fingerprint = self.fingerprint(token) if token is not None else "-"
+        log.info("session %s", event, extra={"session_event": event, "session": fingerprint, **extra})

@@ -1,0 +1,68 @@
+"""A session: the data a client's token unlocks, and when it ends."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from types import MappingProxyType
+
+from attrs import evolve, field, frozen
+
+from domain.expiry import Deadlines
+from domain.values import JSON
+
+
+def _freeze(data: Mapping[str, JSON]) -> Mapping[str, JSON]:
+    return MappingProxyType(dict(data))
+
+
+@frozen
+class Change:
+    """One write to a session: clear it (optionally), drop keys, then set keys.
+
+    Values arrive already encoded as JSON text, so every store applies the
+    same bytes and the size check sees what will be stored.
+    """
+
+    sets: Mapping[str, str] = field(factory=dict, converter=_freeze)
+    deletes: tuple[str, ...] = ()
+    clear: bool = False
+
+    def apply(self, data: Mapping[str, JSON]) -> dict[str, JSON]:
+        """``data`` with this change applied."""
+        result: dict[str, JSON] = {} if self.clear else dict(data)
+        for key in self.deletes:
+            result.pop(key, None)
+        for key, text in self.sets.items():
+            result[key] = json.loads(text)
+        return result
+
+
+@frozen
+class Session:
+    """What the store holds for one token (keyed by the token's digest).
+
+    ``version`` counts the writes the session has seen; ``user_id`` is the
+    owner the application recorded on login, if any.
+    """
+
+    data: Mapping[str, JSON] = field(converter=_freeze)
+    created: float
+    deadlines: Deadlines
+    last_seen: float
+    version: int = 0
+    user_id: str | None = None
+
+    @property
+    def expires(self) -> float:
+        return self.deadlines.expires
+
+    def with_change(self, change: Change, now: float, deadlines: Deadlines) -> Session:
+        """This session after ``change`` was written at ``now``."""
+        return evolve(
+            self,
+            data=change.apply(self.data),
+            version=self.version + 1,
+            deadlines=deadlines,
+            last_seen=now,
+        )

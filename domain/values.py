@@ -1,0 +1,55 @@
+"""What may be stored in a session: string keys, JSON values, bounded size."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any, TypeAlias
+
+from domain.errors import InvalidKey, InvalidValue, SessionTooLarge
+
+JSON: TypeAlias = Any
+"""A value that survives ``json.dumps`` / ``json.loads`` unchanged in meaning."""
+
+MAX_KEY_CHARS = 256
+DEFAULT_MAX_BYTES = 65536  # the old package's TEXT column
+
+
+def check_key(key: object) -> str:
+    """``key`` if it is a usable session key, else :class:`InvalidKey`."""
+    if not isinstance(key, str) or not key:
+        raise InvalidKey("a session key is a non-empty string")
+    if len(key) > MAX_KEY_CHARS:
+        raise InvalidKey(f"a session key has at most {MAX_KEY_CHARS} characters")
+    if "\x00" in key or any(0xD800 <= ord(ch) <= 0xDFFF for ch in key):
+        raise InvalidKey("a session key cannot contain NUL or lone surrogates")
+    return key
+
+
+def encode(value: object) -> str:
+    """The compact JSON text of ``value``, or :class:`InvalidValue`.
+
+    NaN and the infinities are refused: they are not JSON, and other readers of
+    the session (the old Node package, MySQL's JSON functions) reject them.
+    """
+    try:
+        text = json.dumps(value, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise InvalidValue(f"value is not JSON: {type(exc).__name__}") from None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidValue("value holds a lone surrogate, which is not valid UTF-8") from None
+    return text
+
+
+def encoded_size(data: Mapping[str, JSON]) -> int:
+    """Bytes of ``data`` as compact UTF-8 JSON: the size the limit is measured in."""
+    return len(encode(dict(data)).encode("utf-8"))
+
+
+def check_size(data: Mapping[str, JSON], max_bytes: int) -> None:
+    """:class:`SessionTooLarge` unless ``data`` fits in ``max_bytes``."""
+    size = encoded_size(data)
+    if size > max_bytes:
+        raise SessionTooLarge(f"session would be {size} bytes; the maximum is {max_bytes}")

@@ -1,0 +1,62 @@
+"""The ASGI application: ``uvicorn entrypoints.asgi:app``.
+
+Socket.IO at ``/socket.io/``, the demo page at ``/``, the health check at
+``/healthz``. Configured from the environment (see README.md).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import socketio
+
+from adapters.socketio import SocketSessions
+from entrypoints.bootstrap import build_sessions, build_store, open_store
+from entrypoints.demo import register_demo_events
+from entrypoints.http import http_app
+from entrypoints.settings import ConfigError, Settings, load_settings
+
+log = logging.getLogger("socketio_session")
+
+
+def create_app(settings: Settings) -> Any:
+    """The whole server for ``settings``: Socket.IO, sessions, demo events, HTTP."""
+    store = build_store(settings)
+    sessions = build_sessions(settings, store)
+    manager = socketio.AsyncRedisManager(settings.socketio_message_queue) if settings.socketio_message_queue else None
+    sio = socketio.AsyncServer(
+        async_mode="asgi",
+        cors_allowed_origins=settings.cors_origins,
+        client_manager=manager,
+        # A message may carry one session's worth of data and some framing; nothing bigger.
+        max_http_buffer_size=2 * settings.session_max_bytes + 4096,
+    )
+    transport = SocketSessions(sio, sessions).install()
+    register_demo_events(sio, transport)
+
+    async def startup() -> None:
+        await open_store(store, settings)
+
+    async def shutdown() -> None:
+        await store.close()
+
+    return socketio.ASGIApp(
+        sio,
+        other_asgi_app=http_app(store.ping, "mysql" if settings.uses_mysql else "sqlite"),
+        on_startup=startup,
+        on_shutdown=shutdown,
+    )
+
+
+def _app_from_environment() -> Any:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        return create_app(load_settings())
+    except ConfigError as exc:
+        # A clear line and a non-zero exit, not a traceback.
+        sys.exit(str(exc))
+
+
+app = _app_from_environment()

@@ -1,0 +1,50 @@
+"""The composition root: the only place that picks concrete adapters."""
+
+from __future__ import annotations
+
+import logging
+
+from adapters.clock import SystemClock
+from adapters.stores.mysql import MySQLConfig, MySQLStore
+from adapters.stores.sqlite import SQLiteStore, path_from_url
+from application.errors import SchemaMissing
+from application.handshake import Sessions
+from domain.expiry import ExpiryPolicy
+from entrypoints.settings import Settings
+
+log = logging.getLogger("socketio_session")
+
+Store = MySQLStore | SQLiteStore
+
+
+def build_store(settings: Settings) -> Store:
+    if settings.uses_mysql:
+        config = MySQLConfig.from_url(
+            settings.session_store_url, table=settings.session_table, pool_size=settings.session_pool_size
+        )
+        return MySQLStore(config)
+    return SQLiteStore(path_from_url(settings.session_store_url), table=settings.session_table)
+
+
+async def open_store(store: Store, settings: Settings) -> None:
+    """Open the store and make sure its schema is there (MySQL only with the opt-in)."""
+    if isinstance(store, SQLiteStore):
+        await store.open()
+        log.warning(
+            "embedded SQLite store at %s: for one process only; set SESSION_STORE_URL=mysql://... to share sessions",
+            store.path,
+        )
+        return
+    try:
+        await store.open()
+    except SchemaMissing:
+        if not settings.session_auto_migrate:
+            raise
+        await store.migrate()
+        await store.check_schema()
+        log.warning("created table %s (SESSION_AUTO_MIGRATE)", store.table)
+
+
+def build_sessions(settings: Settings, store: Store) -> Sessions:
+    policy = ExpiryPolicy(idle_ttl=settings.session_idle_ttl, absolute_ttl=settings.session_absolute_ttl)
+    return Sessions(store, SystemClock(), policy=policy, max_bytes=settings.session_max_bytes)

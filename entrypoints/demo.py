@@ -1,0 +1,60 @@
+"""The old README's example, made runnable: login, a secured event, logout, get/set."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import socketio
+
+from adapters.socketio import InvalidPayload, SocketSessions
+
+
+def _field(payload: Any, name: str, kinds: tuple[type, ...]) -> Any:
+    if not isinstance(payload, dict) or name not in payload or not isinstance(payload[name], kinds):
+        raise InvalidPayload(f"expected an object with {name!r}")
+    return payload[name]
+
+
+def register_demo_events(sio: socketio.AsyncServer, sessions: SocketSessions) -> None:
+    @sessions.replies
+    async def login(sid: str, payload: Any = None) -> dict[str, Any]:
+        user_id = _field(payload, "userId", (str, int))
+        if isinstance(user_id, bool) or str(user_id) == "":
+            raise InvalidPayload("userId must be a non-empty string or an integer")
+        handle = sessions.handle(sid)
+        await handle.login(str(user_id))  # rotates the token: no session fixation
+        await handle.set("userId", user_id)
+        return {"ok": True}
+
+    @sessions.replies
+    @sessions.guarded("userId")
+    async def secured(sid: str, payload: Any = None) -> dict[str, Any]:
+        return {"ok": True, "userId": sessions.handle(sid).get("userId")}
+
+    @sessions.replies
+    async def logout(sid: str, payload: Any = None) -> dict[str, Any]:
+        await sessions.handle(sid).destroy()
+        return {"ok": True}
+
+    @sessions.replies
+    async def demo_set(sid: str, payload: Any = None) -> dict[str, Any]:
+        key = _field(payload, "key", (str,))
+        if "value" not in payload:
+            raise InvalidPayload("expected an object with 'value'")
+        await sessions.handle(sid).set(key, payload["value"])
+        return {"ok": True}
+
+    @sessions.replies
+    async def demo_get(sid: str, payload: Any = None) -> dict[str, Any]:
+        key = _field(payload, "key", (str,))
+        return {"ok": True, "value": sessions.handle(sid).get(key)}
+
+    # python-socketio's decorators are untyped; registering by call keeps mypy --strict honest.
+    for event, handler in {
+        "user:login": login,
+        "user:securedEvent": secured,
+        "user:logout": logout,
+        "demo:set": demo_set,
+        "demo:get": demo_get,
+    }.items():
+        sio.on(event, handler)

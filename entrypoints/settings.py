@@ -1,0 +1,72 @@
+"""Settings from environment variables, validated at startup."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from adapters.stores.ddl import check_table_name
+
+
+class ConfigError(Exception):
+    """An environment variable has a value we cannot use; the message names it."""
+
+
+class Settings(BaseSettings):
+    """Every setting, read from the environment variable of the same name in capitals."""
+
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
+
+    session_store_url: str = "sqlite:///./sessions.sqlite3"
+    session_table: str = "socketio_session"
+    session_idle_ttl: Annotated[float, Field(gt=0)] = 86400
+    session_absolute_ttl: Annotated[float, Field(gt=0)] = 30 * 86400
+    session_max_bytes: Annotated[int, Field(ge=64, le=16 * 1024 * 1024)] = 65536
+    session_auto_migrate: bool = False
+    session_pool_size: Annotated[int, Field(ge=1, le=1000)] = 10
+    socketio_cors_origins: str = ""
+    socketio_message_queue: str = ""
+
+    @field_validator("session_store_url")
+    @classmethod
+    def _known_scheme(cls, url: str) -> str:
+        if not url.startswith(("mysql://", "mariadb://", "sqlite://")):
+            raise ValueError("must start with mysql:// or sqlite:// (mysql://user:password@host:3306/db)")
+        return url
+
+    @field_validator("session_table")
+    @classmethod
+    def _plain_identifier(cls, table: str) -> str:
+        return check_table_name(table)
+
+    @model_validator(mode="after")
+    def _absolute_covers_idle(self) -> Settings:
+        if self.session_absolute_ttl < self.session_idle_ttl:
+            raise ValueError("SESSION_ABSOLUTE_TTL must be at least SESSION_IDLE_TTL")
+        return self
+
+    @property
+    def cors_origins(self) -> list[str] | str | None:
+        """python-socketio's ``cors_allowed_origins``: None means same origin only."""
+        origins = [o.strip() for o in self.socketio_cors_origins.split(",") if o.strip()]
+        if not origins:
+            return None
+        return "*" if origins == ["*"] else origins
+
+    @property
+    def uses_mysql(self) -> bool:
+        return self.session_store_url.startswith(("mysql://", "mariadb://"))
+
+
+def load_settings() -> Settings:
+    """The settings from the environment, or :class:`ConfigError` naming each bad variable."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            variable = "_".join(str(part) for part in error["loc"]).upper() or "settings"
+            problems.append(f"{variable}: {error['msg']}")
+        raise ConfigError("invalid configuration: " + "; ".join(problems)) from None
