@@ -23,7 +23,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait
 
 from adapters.stores.ddl import COLUMNS, check_table_name, ddl, ddl_path, statements
 from application.errors import SchemaMissing, StoreUnavailable
-from domain.errors import SessionTooLarge
+from domain.errors import InvalidKey, SessionTooLarge
 from domain.expiry import Deadlines
 from domain.session import Change, Session
 
@@ -53,11 +53,20 @@ def _error_code(exc: BaseException) -> int | None:
 
 
 def json_path(key: str) -> str:
-    """The JSON path of a top-level ``key``: ``$."key"`` with ``\\`` and ``"`` escaped.
+    """The JSON path of a top-level ``key``: ``$."key"``, the key written as a JSON string.
 
-    Quoting makes keys holding ``$ . [ ] * ' %`` plain names (PITFALLS.md).
+    Quoting makes keys holding ``$ . [ ] * ' %`` plain names (PITFALLS.md); JSON
+    string escaping covers ``"``, ``\\`` and control characters, which MariaDB
+    otherwise rejects with error 4042 (syntax error in JSON path). MariaDB
+    10.11 also rejects a quoted key that starts with ``-`` (it parses it as a
+    negative array index), so a leading ``-`` is written as ``\\u002d``, which
+    names the same member. tests/contract/test_store_contract.py
+    (test_keys_with_a_leading_dash_round_trip) fails if this is removed.
     """
-    return '$."' + key.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    quoted = json.dumps(key, ensure_ascii=False)
+    if key.startswith("-"):
+        quoted = '"\\u002d' + quoted[2:]
+    return "$." + quoted
 
 
 def hexkey(digest: bytes) -> str:
@@ -318,13 +327,19 @@ class MySQLStore:
         )
         if outcome.rowcount and outcome.last_id is not None:
             return outcome.last_id
-        # Nothing matched: either the session is not live, or the write was too big.
-        live = await self._run(
-            f"SELECT 1 FROM {self.table} WHERE id = UNHEX(%s) AND expires > %s", (key, now), idempotent=True
+        # Nothing matched: the session is not live, the write was too big, or
+        # the server could not address a key (its JSON functions then return
+        # NULL with a warning, not an error).
+        diagnosis = await self._run(
+            f"SELECT LENGTH({expression}) FROM {self.table} WHERE id = UNHEX(%s) AND expires > %s",
+            (*params, key, now),
+            idempotent=True,
         )
-        if live.rows:
-            raise SessionTooLarge(f"the session would exceed {max_bytes} bytes")
-        return None
+        if not diagnosis.rows:
+            return None
+        if diagnosis.rows[0][0] is None:
+            raise InvalidKey("the session store cannot address one of these keys")
+        raise SessionTooLarge(f"the session would exceed {max_bytes} bytes")
 
     async def touch(self, digest: bytes, *, now: float, idle_deadline: float) -> bool:
         matched = await self._run(

@@ -1,0 +1,224 @@
+"""The contract every SessionStore keeps: memory, SQLite and MariaDB alike.
+
+Each test runs once per store adapter (the ``store`` fixture is parametrized).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from application.ports import SessionStore
+from domain.errors import SessionTooLarge
+from domain.expiry import ExpiryPolicy
+from domain.session import Change, Session
+from domain.values import encode
+from tests.support.strategies import json_values, keys
+
+NOW = 1_700_000_000.0
+POLICY = ExpiryPolicy(idle_ttl=100, absolute_ttl=1000)
+MAX = 65536
+
+
+def digest() -> bytes:
+    return secrets.token_bytes(32)
+
+
+def new_session(now: float = NOW) -> Session:
+    return Session(data={}, created=now, deadlines=POLICY.open(now), last_seen=now)
+
+
+async def write(store: SessionStore, d: bytes, change: Change, now: float = NOW, max_bytes: int = MAX) -> int | None:
+    return await store.write(d, change, now=now, idle_deadline=POLICY.idle_deadline(now), max_bytes=max_bytes)
+
+
+def sets(**values: object) -> Change:
+    return Change(sets={k: encode(v) for k, v in values.items()})
+
+
+async def test_a_stored_session_reads_back_as_stored(store: SessionStore) -> None:
+    d, session = digest(), new_session()
+    await store.insert(d, session)
+    assert await store.fetch(d) == session
+
+
+async def test_an_unknown_digest_has_no_session(store: SessionStore) -> None:
+    assert await store.fetch(digest()) is None
+
+
+async def test_binary_digests_of_every_byte_value_are_distinct_keys(store: SessionStore) -> None:
+    # Digests full of 0x00, 0x27 ('), 0x5c (\) and high bytes: what breaks naive byte binding.
+    digests = [bytes([b]) * 32 for b in (0x00, 0x27, 0x5C, 0x22, 0xFF, 0x80)]
+    for i, d in enumerate(digests):
+        await store.insert(d, new_session())
+        assert await write(store, d, sets(i=i)) == 1
+    for i, d in enumerate(digests):
+        found = await store.fetch(d)
+        assert found is not None
+        assert found.data == {"i": i}
+
+
+async def test_a_write_sets_deletes_and_clears_and_counts_itself(store: SessionStore) -> None:
+    d = digest()
+    await store.insert(d, new_session())
+    assert await write(store, d, sets(a=1, b=[1, 2], c={"x": None})) == 1
+    assert await write(store, d, Change(deletes=("a", "missing"))) == 2
+    found = await store.fetch(d)
+    assert found is not None
+    assert (dict(found.data), found.version) == ({"b": [1, 2], "c": {"x": None}}, 2)
+    assert await write(store, d, Change(clear=True, sets={"z": "true"})) == 3
+    found = await store.fetch(d)
+    assert found is not None
+    assert dict(found.data) == {"z": True}
+
+
+async def test_a_write_slides_the_idle_deadline_but_never_past_the_absolute_one(store: SessionStore) -> None:
+    d, session = digest(), new_session()
+    await store.insert(d, session)
+    await write(store, d, sets(a=1), now=NOW + 50)
+    found = await store.fetch(d)
+    assert found is not None
+    assert found.deadlines.idle == NOW + 150
+    assert found.last_seen == NOW + 50
+    for step in range(1, 12):  # keep it alive past the absolute limit
+        await write(store, d, sets(a=step), now=NOW + 90 * step)
+    found = await store.fetch(d)
+    assert found is not None
+    assert found.deadlines.idle <= found.deadlines.absolute == NOW + 1000
+
+
+async def test_an_expired_session_is_never_revived_by_a_write_a_touch_or_a_rename(store: SessionStore) -> None:
+    d = digest()
+    await store.insert(d, new_session())
+    late = NOW + 100  # exactly at the idle deadline: over
+    assert await write(store, d, sets(a=1), now=late) is None
+    assert not await store.touch(d, now=late, idle_deadline=POLICY.idle_deadline(late))
+    assert not await store.rename(d, digest(), now=late, idle_deadline=POLICY.idle_deadline(late))
+    assert not await store.set_user(d, "u", now=late)
+    assert await store.fetch(d) == new_session()
+
+
+async def test_a_write_past_the_size_limit_raises_and_writes_nothing(store: SessionStore) -> None:
+    d = digest()
+    await store.insert(d, new_session())
+    await write(store, d, sets(small="x" * 100), max_bytes=1000)
+    with pytest.raises(SessionTooLarge):
+        await write(store, d, sets(big="y" * 1000), max_bytes=1000)
+    found = await store.fetch(d)
+    assert found is not None
+    assert (dict(found.data), found.version) == ({"small": "x" * 100}, 1)
+
+
+async def test_touch_extends_a_live_session_and_reports_it_even_when_nothing_changed(store: SessionStore) -> None:
+    d = digest()
+    await store.insert(d, new_session())
+    assert await store.touch(d, now=NOW + 10, idle_deadline=NOW + 110)
+    # Same instant again: MySQL reports 0 changed rows here unless FOUND_ROWS is set.
+    assert await store.touch(d, now=NOW + 10, idle_deadline=NOW + 110)
+    found = await store.fetch(d)
+    assert found is not None
+    assert (found.deadlines.idle, found.last_seen) == (NOW + 110, NOW + 10)
+
+
+async def test_setting_the_same_user_twice_still_finds_the_session(store: SessionStore) -> None:
+    d = digest()
+    await store.insert(d, new_session())
+    assert await store.set_user(d, "alice", now=NOW)
+    assert await store.set_user(d, "alice", now=NOW)
+    found = await store.fetch(d)
+    assert found is not None
+    assert found.user_id == "alice"
+
+
+async def test_rename_moves_the_session_and_kills_the_old_digest(store: SessionStore) -> None:
+    old, new = digest(), digest()
+    await store.insert(old, new_session())
+    await write(store, old, sets(k="v"))
+    assert await store.rename(old, new, now=NOW + 1, idle_deadline=POLICY.idle_deadline(NOW + 1))
+    assert await store.fetch(old) is None
+    assert await write(store, old, sets(k="w")) is None
+    found = await store.fetch(new)
+    assert found is not None
+    assert found.data == {"k": "v"}
+
+
+async def test_remove_deletes_only_that_session(store: SessionStore) -> None:
+    a, b = digest(), digest()
+    await store.insert(a, new_session())
+    await store.insert(b, new_session())
+    assert await store.remove(a)
+    assert not await store.remove(a)
+    assert await store.fetch(a) is None
+    assert await store.fetch(b) is not None
+
+
+async def test_purge_deletes_expired_sessions_in_bounded_batches_and_nothing_live(store: SessionStore) -> None:
+    expired = [digest() for _ in range(5)]
+    live = digest()
+    for d in expired:
+        await store.insert(d, new_session(NOW - 500))
+    await store.insert(live, new_session())
+    assert await store.purge(now=NOW, batch=3) == 3
+    assert await store.purge(now=NOW, batch=3) == 2
+    assert await store.purge(now=NOW, batch=3) == 0
+    assert await store.fetch(live) is not None
+
+
+async def test_concurrent_writers_to_different_keys_never_lose_each_others_key(store: SessionStore) -> None:
+    d = digest()
+    await store.insert(d, new_session())
+    writers = 40
+    versions = await asyncio.gather(*(write(store, d, sets(**{f"k{i}": i})) for i in range(writers)))
+    found = await store.fetch(d)
+    assert found is not None
+    assert dict(found.data) == {f"k{i}": i for i in range(writers)}
+    assert sorted(v for v in versions if v is not None) == list(range(1, writers + 1))
+    assert found.version == writers
+
+
+@pytest.mark.parametrize("key", ["-", "-a", "--x", "-😀", "a-b"])
+async def test_keys_with_a_leading_dash_round_trip(store: SessionStore, key: str) -> None:
+    d = digest()
+    await store.insert(d, new_session())
+    assert await write(store, d, sets(**{key: 1})) == 1
+    assert await write(store, d, sets(**{key: 2})) == 2
+    found = await store.fetch(d)
+    assert found is not None
+    assert dict(found.data) == {key: 2}
+    assert await write(store, d, Change(deletes=(key,))) == 3
+    found = await store.fetch(d)
+    assert found is not None
+    assert dict(found.data) == {}
+
+
+@given(key=keys, value=json_values)
+async def test_any_key_and_json_value_round_trip_exactly(store: SessionStore, key: str, value: object) -> None:
+    """Keys with JSON-path and SQL metacharacters and 4-byte emoji come back as written."""
+    d = digest()
+    await store.insert(d, new_session())
+    await write(store, d, Change(sets={key: encode(value)}))
+    found = await store.fetch(d)
+    assert found is not None
+    assert dict(found.data) == {key: json.loads(encode(value))}
+    await write(store, d, Change(deletes=(key,)))
+    found = await store.fetch(d)
+    assert found is not None
+    assert dict(found.data) == {}
+
+
+@given(offset=st.floats(min_value=0, max_value=10_000, allow_nan=False))
+async def test_no_operation_revives_a_session_after_its_deadline(store: SessionStore, offset: float) -> None:
+    """An expired session is never revived: every mutating call at or after its deadline is refused."""
+    d = digest()
+    await store.insert(d, new_session())
+    late = NOW + 100 + offset
+    assert await write(store, d, sets(a=1), now=late) is None
+    assert not await store.touch(d, now=late, idle_deadline=POLICY.idle_deadline(late))
+    found = await store.fetch(d)
+    assert found is not None
+    assert POLICY.is_expired(found.deadlines, late)

@@ -1,0 +1,212 @@
+"""The use cases over the in-memory store and a fake clock."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from adapters.stores.memory import MemoryStore
+from application.errors import SessionEnded, SessionKeyMissing, SessionNotReady
+from application.handle import SessionHandle
+from application.handshake import Handshake, Sessions, Status
+from domain.errors import InvalidKey, InvalidValue, SessionTooLarge
+from domain.expiry import ExpiryPolicy
+from domain.token import Token
+from tests.support.fakes import FakeClock
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def store() -> MemoryStore:
+    return MemoryStore()
+
+
+@pytest.fixture
+def sessions(store: MemoryStore, clock: FakeClock) -> Sessions:
+    return Sessions(store, clock, policy=ExpiryPolicy(idle_ttl=100, absolute_ttl=1000), max_bytes=1024)
+
+
+async def opened(sessions: Sessions, presented: object = "") -> SessionHandle:
+    handle = SessionHandle(sessions)
+    await handle.handshake(presented)
+    return handle
+
+
+async def test_an_empty_token_opens_a_new_session(sessions: Sessions, store: MemoryStore) -> None:
+    result = await sessions.handshake("")
+    assert result.status is Status.CREATED
+    assert list(store.sessions) == [result.token.digest]
+
+
+async def test_a_live_token_resumes_its_session_with_its_data(sessions: Sessions) -> None:
+    first = await opened(sessions)
+    await first.set("userId", 7)
+    second = await opened(sessions, first.token.value)
+    assert second.token == first.token
+    assert second.get("userId") == 7
+
+
+async def test_an_expired_token_gets_a_new_session_without_the_old_data(
+    sessions: Sessions, store: MemoryStore, clock: FakeClock
+) -> None:
+    first = await opened(sessions)
+    await first.set("userId", 7)
+    clock.advance(100)
+    result = await sessions.handshake(first.token.value)
+    assert result.status is Status.EXPIRED
+    assert result.token != first.token
+    assert dict(result.session.data) == {}
+    assert first.token.digest not in store.sessions  # the expired row is gone, not revived
+
+
+async def test_an_unknown_token_is_not_adopted(sessions: Sessions, store: MemoryStore) -> None:
+    foreign = Token.generate()
+    result = await sessions.handshake(foreign.value)
+    assert result.status is Status.NOT_FOUND
+    assert result.token != foreign
+    assert foreign.digest not in store.sessions
+
+
+async def test_a_malformed_token_never_reaches_the_store(sessions: Sessions, store: MemoryStore) -> None:
+    for junk in ["' OR 1=1 --", "x" * 10_000, 42, ["a"], {"token": "x"}]:
+        result = await sessions.handshake(junk)
+        assert result.status is Status.INVALID
+    assert len(store.sessions) == 5  # only the fresh sessions
+
+
+async def test_resume_touches_only_after_a_meaningful_part_of_the_idle_window(
+    sessions: Sessions, store: MemoryStore, clock: FakeClock
+) -> None:
+    handle = await opened(sessions)
+    digest = handle.token.digest
+    clock.advance(0.5)
+    await sessions.handshake(handle.token.value)
+    assert store.sessions[digest].expires == clock.now() - 0.5 + 100  # not touched
+    clock.advance(10)
+    result = await sessions.handshake(handle.token.value)
+    assert store.sessions[digest].expires == clock.now() + 100 == result.session.expires
+
+
+async def test_using_a_handle_before_its_handshake_is_a_named_error(sessions: Sessions) -> None:
+    handle = SessionHandle(sessions)
+    with pytest.raises(SessionNotReady):
+        handle.get("a")
+    with pytest.raises(SessionNotReady):
+        await handle.set("a", 1)
+
+
+async def test_get_returns_the_old_packages_empty_string_for_a_missing_key(sessions: Sessions) -> None:
+    handle = await opened(sessions)
+    assert handle.get("missing") == ""
+    assert handle.get("missing", None) is None
+
+
+async def test_writes_are_durable_when_they_return(sessions: Sessions, store: MemoryStore) -> None:
+    handle = await opened(sessions)
+    await handle.update({"a": 1, "b": 2})
+    await handle.delete("a")
+    assert dict(store.sessions[handle.token.digest].data) == {"b": 2}
+    await handle.clear()
+    assert dict(store.sessions[handle.token.digest].data) == {}
+    assert store.sessions[handle.token.digest].version == 3
+
+
+async def test_bad_writes_are_named_errors_and_write_nothing(sessions: Sessions, store: MemoryStore) -> None:
+    handle = await opened(sessions)
+    await handle.set("keep", "x" * 600)
+    before = store.sessions[handle.token.digest]
+    with pytest.raises(InvalidValue):
+        await handle.set("k", float("nan"))
+    with pytest.raises(InvalidKey):
+        await handle.set("", 1)
+    with pytest.raises(SessionTooLarge):
+        await handle.set("k", "x" * 2000)  # refused before any I/O
+    with pytest.raises(SessionTooLarge):
+        await handle.update({f"k{i}": "x" * 100 for i in range(5)})  # refused by the store's exact check
+    assert store.sessions[handle.token.digest] == before
+    assert dict(handle.data) == {"keep": "x" * 600}
+
+
+async def test_writes_through_one_handle_apply_in_call_order(sessions: Sessions, store: MemoryStore) -> None:
+    handle = await opened(sessions)
+    await asyncio.gather(*(handle.set("n", i) for i in range(50)))
+    assert store.sessions[handle.token.digest].data["n"] == 49
+    assert handle.get("n") == 49
+
+
+async def test_a_write_to_an_expired_session_is_refused(sessions: Sessions, clock: FakeClock) -> None:
+    handle = await opened(sessions)
+    clock.advance(100)
+    with pytest.raises(SessionEnded):
+        await handle.set("a", 1)
+    assert handle.ended
+
+
+async def test_regenerate_moves_the_data_to_a_new_token_and_kills_the_old(
+    sessions: Sessions, store: MemoryStore
+) -> None:
+    announced: list[Handshake] = []
+
+    async def announce(result: Handshake) -> None:
+        announced.append(result)
+
+    handle = SessionHandle(sessions, on_rebound=announce)
+    await handle.handshake("")
+    other = await opened(sessions, handle.token.value)
+    old = handle.token
+    await handle.set("k", "v")
+    new = await handle.regenerate()
+    assert new != old
+    assert [r.status for r in announced] == [Status.ROTATED]
+    assert announced[0].token == new
+    assert old.digest not in store.sessions
+    assert store.sessions[new.digest].data == {"k": "v"}
+    with pytest.raises(SessionEnded):
+        await other.require()  # no grace period for the old token
+    assert (await sessions.handshake(old.value)).status is Status.NOT_FOUND
+
+
+async def test_destroy_ends_the_session_and_binds_a_fresh_empty_one(sessions: Sessions, store: MemoryStore) -> None:
+    handle = await opened(sessions)
+    other = await opened(sessions, handle.token.value)
+    await handle.set("userId", 1)
+    old = handle.token
+    new = await handle.destroy()
+    assert new != old
+    assert handle.token == new
+    assert dict(handle.data) == {}
+    assert old.digest not in store.sessions
+    assert new.digest in store.sessions
+    with pytest.raises(SessionEnded):
+        await other.require("userId")
+
+
+async def test_the_guard_refreshes_and_needs_the_keys(sessions: Sessions) -> None:
+    a = await opened(sessions)
+    b = await opened(sessions, a.token.value)
+    with pytest.raises(SessionKeyMissing):
+        await b.require("userId")
+    await a.set("userId", 5)
+    await b.require("userId")  # b's view was refreshed from the store
+    assert b.get("userId") == 5
+
+
+async def test_refresh_says_when_the_session_ended_elsewhere(sessions: Sessions, clock: FakeClock) -> None:
+    handle = await opened(sessions)
+    assert await handle.refresh()
+    clock.advance(100)
+    assert not await handle.refresh()
+    assert handle.ended
+
+
+async def test_login_rotates_and_records_the_owner(sessions: Sessions, store: MemoryStore) -> None:
+    handle = await opened(sessions)
+    old = handle.token
+    await handle.login("alice")
+    assert handle.token != old
+    assert store.sessions[handle.token.digest].user_id == "alice"
