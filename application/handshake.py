@@ -113,4 +113,11 @@ class Sessions:
     def audit(self, event: str, token: Token | None, **extra: object) -> None:
         """One structured log line for a session lifecycle event."""
         fingerprint = self.fingerprint(token) if token is not None else "-"
-        log.info("session %s", event, extra={"session_event": event, "session": fingerprint, **extra})
+        details = "".join(f" {key}={value}" for key, value in extra.items())
+        log.info(
+            "session %s session=%s%s",
+            event,
+            fingerprint,
+            details,
+            extra={"session_event": event, "session": fingerprint, **extra},
+        )

@@ -13,6 +13,7 @@ from typing import Any
 import socketio
 
 from adapters.socketio import SocketSessions
+from application.errors import SchemaMissing, StoreUnavailable
 from entrypoints.bootstrap import build_sessions, build_store, open_store
 from entrypoints.demo import register_demo_events
 from entrypoints.http import http_app
@@ -37,7 +38,13 @@ def create_app(settings: Settings) -> Any:
     register_demo_events(sio, transport)
 
     async def startup() -> None:
-        await open_store(store, settings)
+        try:
+            await open_store(store, settings)
+        except (SchemaMissing, StoreUnavailable) as exc:
+            # uvicorn only says "Application startup failed": say why, in one line.
+            log.error("cannot start: %s", exc)
+            await store.close()
+            raise
 
     async def shutdown() -> None:
         await store.close()

@@ -217,7 +217,10 @@ class MySQLStore:
                 raise self._schema_missing() from exc
             raise
         except (pymysql.err.OperationalError, pymysql.err.InterfaceError, OSError) as exc:
-            raise StoreUnavailable(f"session store failed: {type(exc).__name__} {_error_code(exc)}") from exc
+            c = self.config
+            raise StoreUnavailable(
+                f"MySQL at {c.host}:{c.port} failed: {type(exc).__name__} (error {_error_code(exc)})"
+            ) from exc
         raise AssertionError("unreachable: tenacity either returns or reraises")
 
     # -- schema -----------------------------------------------------------------------
@@ -225,8 +228,8 @@ class MySQLStore:
     def _schema_missing(self, detail: str = "does not exist") -> SchemaMissing:
         return SchemaMissing(
             f"table `{self.table}` in database `{self.config.database}` {detail}. "
-            f"Apply {ddl_path('mysql')} with `python -m entrypoints.cli migrate` "
-            f"(or `mysql {self.config.database} < sql/mysql.sql`), or set SESSION_AUTO_MIGRATE=1."
+            f"Create it with `python -m entrypoints.cli migrate` (the DDL is {ddl_path('mysql')}; "
+            "`python -m entrypoints.cli schema` prints it for this table), or set SESSION_AUTO_MIGRATE=1."
         )
 
     async def check_schema(self) -> None:

@@ -1,0 +1,39 @@
+# `make run` serves the app; `make test` runs everything CI runs. Both set up
+# what they need: a virtual environment with the pinned dependencies, and for
+# the tests a MariaDB database and Node's socket.io-client.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+NODE_CLIENT := tests/e2e/node/node_modules/.package-lock.json
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: run test lint unit clean
+
+$(STAMP): pyproject.toml constraints.txt
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (set PYTHON=...)")'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,redis]'
+	touch $(STAMP)
+
+$(NODE_CLIENT): tests/e2e/node/package.json tests/e2e/node/package-lock.json
+	@command -v npm >/dev/null || { echo "npm is needed for the Node client tests (apt-get install nodejs npm)"; exit 1; }
+	npm ci --prefix tests/e2e/node --no-audit --no-fund --loglevel=error
+
+run: $(STAMP)
+	$(BIN)/uvicorn entrypoints.asgi:app --host $(HOST) --port $(PORT)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
+
+test: lint $(NODE_CLIENT)
+	SESSION_TEST_MYSQL_URL="$$(tests/support/ensure_mariadb.sh)" $(BIN)/pytest
+
+clean:
+	rm -rf $(VENV) tests/e2e/node/node_modules .mypy_cache .ruff_cache .pytest_cache .hypothesis
