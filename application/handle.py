@@ -169,10 +169,16 @@ class SessionHandle:
             result = Handshake(new, evolve(session, deadlines=deadlines, last_seen=now), Status.ROTATED)
             self._bind(result)
         await self._announce(result)
+        # Other connections holding the old token lose it (no grace period, and
+        # no adopting the new token: that would undo the anti-fixation).
+        await sessions.announce_ended({token.digest})
         return new
 
     async def destroy(self) -> Token:
-        """Log out: delete the session and bind a fresh, empty one; its token is returned."""
+        """Log out: delete the session and bind a fresh, empty one; its token is returned.
+
+        Every other connection holding the destroyed session is told at once.
+        """
         async with self._lock:
             token, _ = self._require_bound()
             await self._sessions.store.remove(token.digest)
@@ -180,7 +186,22 @@ class SessionHandle:
             result = await self._sessions.open(Status.CREATED)
             self._bind(result)
         await self._announce(result)
+        await self._sessions.announce_ended({token.digest})
         return result.token
+
+    async def replace_if_ended(self, digests: frozenset[bytes]) -> bool:
+        """If this handle holds one of the ended ``digests``, bind a fresh session and announce it.
+
+        Transports call this when they hear that sessions ended elsewhere.
+        """
+        async with self._lock:
+            if self._token is None or self._token.digest not in digests:
+                return False
+            self._ended = True  # stays so if opening a fresh session fails
+            result = await self._sessions.open(Status.NOT_FOUND)
+            self._bind(result)
+        await self._announce(result)
+        return True
 
     async def login(self, user_id: str) -> Token:
         """Rotate the token and record ``user_id`` as the session's owner."""

@@ -7,11 +7,11 @@ import hashlib
 import hmac
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from attrs import define, evolve, field, frozen
 
-from application.ports import Clock, SessionStore
+from application.ports import Clock, EndedListener, SessionStore
 from domain.errors import MalformedToken
 from domain.expiry import ExpiryPolicy
 from domain.session import Session
@@ -63,6 +63,21 @@ class Sessions:
     # Lifecycle log lines name a session by a keyed hash of its token, so logs
     # can be correlated but never replayed, even together with a table dump.
     log_key: bytes = field(factory=lambda: secrets.token_bytes(16), repr=False)
+    # Transports and relays that hold sessions open and must hear when they end.
+    listeners: list[EndedListener] = field(factory=list)
+
+    def subscribe(self, listener: EndedListener) -> None:
+        """Have ``listener`` told whenever sessions end (destroyed, rotated, ended by user)."""
+        self.listeners.append(listener)
+
+    async def announce_ended(self, digests: Collection[bytes], *, source: EndedListener | None = None) -> None:
+        """Tell every listener but ``source`` that the sessions under ``digests`` are gone."""
+        ended = frozenset(digests)
+        if not ended:
+            return
+        for listener in list(self.listeners):
+            if listener is not source:
+                await listener.sessions_ended(ended)
 
     async def handshake(self, presented: object) -> Handshake:
         """Resume the session of ``presented``, or open a new one and say why.

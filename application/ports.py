@@ -6,6 +6,7 @@ is keyed by the SHA-256 digest of a token, never by the token.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection
 from typing import Protocol
 
 from domain.session import Change, Session
@@ -64,10 +65,32 @@ class SessionStore(Protocol):
         """Delete the session under ``digest``; False when there was none."""
         ...
 
-    async def purge(self, *, now: float, batch: int) -> int:
-        """Delete up to ``batch`` sessions that expired before ``now``; how many went."""
+    async def list_user(self, user_id: str, *, now: float) -> list[tuple[bytes, Session]]:
+        """The live sessions recorded as ``user_id``'s, with their digests, oldest first."""
+        ...
+
+    async def remove_many(self, digests: Collection[bytes]) -> int:
+        """Delete the sessions under ``digests``; how many there were."""
+        ...
+
+    async def purge(self, *, now: float, batch: int, on_batch: Callable[[int], None] | None = None) -> int | None:
+        """Delete every session expired by ``now``, at most ``batch`` rows per statement.
+
+        Returns how many went, or None when another process is purging (only
+        one purges at a time). ``on_batch`` hears the running total after each
+        full batch.
+        """
         ...
 
     async def close(self) -> None:
         """Release connections and files."""
+        ...
+
+
+class EndedListener(Protocol):
+    """Something holding sessions open (a transport, a relay to other processes)
+    that must hear at once when sessions end elsewhere."""
+
+    async def sessions_ended(self, digests: frozenset[bytes]) -> None:
+        """The sessions under ``digests`` were destroyed or rotated away."""
         ...

@@ -6,6 +6,7 @@ Socket.IO at ``/socket.io/``, the demo page at ``/``, the health check at
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 from typing import Any
@@ -13,7 +14,9 @@ from typing import Any
 import socketio
 
 from adapters.socketio import SocketSessions
+from adapters.socketio.relay import RedisRelay
 from application.errors import SchemaMissing, StoreUnavailable
+from application.purge import purge_periodically
 from entrypoints.bootstrap import build_sessions, build_store, open_store
 from entrypoints.demo import register_demo_events
 from entrypoints.http import http_app
@@ -34,8 +37,15 @@ def create_app(settings: Settings) -> Any:
         # A message may carry one session's worth of data and some framing; nothing bigger.
         max_http_buffer_size=2 * settings.session_max_bytes + 4096,
     )
-    transport = SocketSessions(sio, sessions).install()
+    transport = SocketSessions(
+        sio,
+        sessions,
+        handshake_limit=settings.session_handshake_limit,
+        handshake_window=settings.session_handshake_window,
+    ).install()
     register_demo_events(sio, transport)
+    background: list[asyncio.Task[None]] = []
+    relays: list[RedisRelay] = []
 
     async def startup() -> None:
         try:
@@ -45,8 +55,20 @@ def create_app(settings: Settings) -> Any:
             log.error("cannot start: %s", exc)
             await store.close()
             raise
+        if settings.socketio_message_queue:
+            relay = RedisRelay(
+                sessions, settings.socketio_message_queue, channel=f"socketio_session:{settings.session_table}:ended"
+            )
+            await relay.start()
+            relays.append(relay)
+        if settings.session_purge_interval > 0:
+            background.append(asyncio.create_task(purge_periodically(sessions, settings.session_purge_interval)))
 
     async def shutdown() -> None:
+        for task in background:
+            task.cancel()
+        for relay in relays:
+            await relay.close()
         await store.close()
 
     return socketio.ASGIApp(

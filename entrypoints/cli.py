@@ -1,4 +1,8 @@
-"""Command line: ``python -m entrypoints.cli {schema,migrate,check,purge}``.
+"""Command line: ``python -m entrypoints.cli {schema,migrate,check,purge,import-seed-table}``.
+
+``import-seed-table --from session`` copies the old npm package's table (token
+in clear, ``expires`` in Unix seconds, ``data`` JSON text) into ours, in the
+same MySQL database, so its users stay signed in; running it again adds nothing.
 
 Each command prints one clear line (or the DDL) and exits non-zero on failure.
 """
@@ -13,9 +17,11 @@ from collections.abc import Sequence
 
 from adapters.stores.ddl import ddl
 from adapters.stores.mysql import MySQLStore
+from adapters.stores.seed_import import ImportReport, SeedImportError, import_seed_table
 from adapters.stores.sqlite import SQLiteStore
 from application.errors import SchemaMissing, StoreUnavailable
-from entrypoints.bootstrap import build_store
+from application.purge import purge_expired
+from entrypoints.bootstrap import build_sessions, build_store
 from entrypoints.settings import ConfigError, Settings, load_settings
 
 
@@ -58,17 +64,46 @@ async def _check(settings: Settings) -> int:
 
 async def _purge(settings: Settings, batch: int) -> int:
     store = build_store(settings)
-    total = 0
     try:
         await store.open()
-        while True:
-            deleted = await store.purge(now=time.time(), batch=batch)
-            total += deleted
-            if deleted:
-                print(f"purged {total} expired sessions so far", file=sys.stderr)
-            if deleted < batch:
-                break
-        print(f"purged {total} expired sessions from {_where(store)}")
+        purged = await purge_expired(
+            build_sessions(settings, store),
+            batch=batch,
+            on_batch=lambda total: print(f"purged {total} expired sessions so far", file=sys.stderr),
+        )
+        if purged is None:
+            print(f"another process is purging {_where(store)} right now; nothing done")
+        else:
+            print(f"purged {purged} expired sessions from {_where(store)}")
+        return 0
+    finally:
+        await store.close()
+
+
+async def _import_seed_table(settings: Settings, source: str, batch: int) -> int:
+    store = build_store(settings)
+    if not isinstance(store, MySQLStore):  # nothing opened yet: the SQLite file is left alone
+        print(
+            "error: import-seed-table needs a MySQL store (SESSION_STORE_URL=mysql://...): "
+            "the old package's table is read from the same MySQL database as ours",
+            file=sys.stderr,
+        )
+        return 1
+
+    def progress(report: ImportReport) -> None:
+        print(report.progress(), file=sys.stderr)
+
+    try:
+        report = await import_seed_table(
+            store,
+            source,
+            now=time.time(),
+            absolute_ttl=settings.session_absolute_ttl,
+            max_bytes=settings.session_max_bytes,
+            batch=batch,
+            progress=progress,
+        )
+        print(report.summary(source, store.table))
         return 0
     finally:
         await store.close()
@@ -82,6 +117,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands.add_parser("check", help="connect and verify the schema")
     purge = commands.add_parser("purge", help="delete expired sessions in bounded batches")
     purge.add_argument("--batch", type=int, default=1000, help="rows per DELETE (default 1000)")
+    seed = commands.add_parser(
+        "import-seed-table", help="copy the old npm package's session table into ours (MySQL only; idempotent)"
+    )
+    seed.add_argument("--from", dest="source", required=True, metavar="TABLE", help="the old table, e.g. session")
+    seed.add_argument("--batch", type=int, default=500, help="old rows read per page (default 500)")
     args = parser.parse_args(argv)
     try:
         settings = load_settings()
@@ -91,8 +131,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_migrate(settings))
         if args.command == "check":
             return asyncio.run(_check(settings))
+        if args.command == "import-seed-table":
+            return asyncio.run(_import_seed_table(settings, args.source, max(1, args.batch)))
         return asyncio.run(_purge(settings, max(1, args.batch)))
-    except (ConfigError, SchemaMissing, StoreUnavailable) as exc:
+    except (ConfigError, SchemaMissing, StoreUnavailable, SeedImportError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
 

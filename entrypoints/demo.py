@@ -7,6 +7,8 @@ from typing import Any
 import socketio
 
 from adapters.socketio import InvalidPayload, SocketSessions
+from application.errors import SessionKeyMissing
+from application.user_sessions import end_user_sessions, list_user_sessions
 
 
 def _field(payload: Any, name: str, kinds: tuple[type, ...]) -> Any:
@@ -49,11 +51,51 @@ def register_demo_events(sio: socketio.AsyncServer, sessions: SocketSessions) ->
         key = _field(payload, "key", (str,))
         return {"ok": True, "value": sessions.handle(sid).get(key)}
 
+    def owner(sid: str) -> str:
+        user_id = sessions.handle(sid).session.user_id
+        if user_id is None:
+            raise SessionKeyMissing("the session has no user: log in first")
+        return user_id
+
+    @sessions.replies
+    @sessions.guarded("userId")
+    async def list_sessions(sid: str, payload: Any = None) -> dict[str, Any]:
+        handle = sessions.handle(sid)
+        found = await list_user_sessions(sessions.sessions, owner(sid), current=handle.token)
+        return {
+            "ok": True,
+            "sessions": [
+                {"id": s.id, "created": s.created, "lastSeen": s.last_seen, "expires": s.expires, "current": s.current}
+                for s in found
+            ],
+        }
+
+    @sessions.replies
+    @sessions.guarded("userId")
+    async def end_session(sid: str, payload: Any = None) -> dict[str, Any]:
+        target = _field(payload, "id", (str,))
+        return {"ok": True, "ended": await end_user_sessions(sessions.sessions, owner(sid), only=target)}
+
+    @sessions.replies
+    @sessions.guarded("userId")
+    async def end_other_sessions(sid: str, payload: Any = None) -> dict[str, Any]:
+        keep = sessions.handle(sid).token
+        return {"ok": True, "ended": await end_user_sessions(sessions.sessions, owner(sid), keep=keep)}
+
+    @sessions.replies
+    @sessions.guarded("userId")
+    async def end_all_sessions(sid: str, payload: Any = None) -> dict[str, Any]:
+        return {"ok": True, "ended": await end_user_sessions(sessions.sessions, owner(sid))}
+
     # python-socketio's decorators are untyped; registering by call keeps mypy --strict honest.
     for event, handler in {
         "user:login": login,
         "user:securedEvent": secured,
         "user:logout": logout,
+        "user:sessions": list_sessions,
+        "user:endSession": end_session,
+        "user:endOtherSessions": end_other_sessions,
+        "user:endAllSessions": end_all_sessions,
         "demo:set": demo_set,
         "demo:get": demo_get,
     }.items():

@@ -26,8 +26,18 @@ class Settings(BaseSettings):
     session_max_bytes: Annotated[int, Field(ge=64, le=16 * 1024 * 1024)] = 65536
     session_auto_migrate: bool = False
     session_pool_size: Annotated[int, Field(ge=1, le=1000)] = 10
+    session_handshake_limit: Annotated[int, Field(ge=1)] = 10
+    session_handshake_window: Annotated[float, Field(gt=0)] = 60
+    session_purge_interval: Annotated[float, Field(ge=0)] = 300
     socketio_cors_origins: str = ""
     socketio_message_queue: str = ""
+
+    @field_validator("socketio_message_queue")
+    @classmethod
+    def _redis_queue(cls, url: str) -> str:
+        if url and not url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis:// URL (the session relay between processes uses Redis)")
+        return url
 
     @field_validator("session_store_url")
     @classmethod

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import socketio
 
-from adapters.socketio.wire import INTERNAL_ERROR, STORE_UNAVAILABLE, error_reply, token_message
+from adapters.socketio.wire import INTERNAL_ERROR, RATE_LIMITED, STORE_UNAVAILABLE, error_reply, token_message
 from application.errors import SessionNotReady, StoreUnavailable
 from application.handle import SessionHandle
 from application.handshake import Handshake, Sessions
@@ -55,14 +57,22 @@ class SocketSessions:
         namespace: str = "/",
         request_event: str = "getToken",
         reply_event: str = "gotToken",
+        handshake_limit: int = 10,
+        handshake_window: float = 60.0,
     ) -> None:
         self.sio = sio
         self.sessions = sessions
         self.namespace = namespace
         self.request_event = request_event
         self.reply_event = reply_event
+        # At most ``handshake_limit`` handshakes per socket in any ``handshake_window`` seconds:
+        # each one may cost a row, so a client cannot make us mint sessions in a loop.
+        self.handshake_limit = handshake_limit
+        self.handshake_window = handshake_window
         self._handles: dict[str, SessionHandle] = {}
+        self._recent: dict[str, deque[float]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        sessions.subscribe(self)
 
     def install(self) -> SocketSessions:
         self.sio.on("connect", self.connect, namespace=self.namespace)
@@ -94,7 +104,7 @@ class SocketSessions:
         handle = SessionHandle(self.sessions, on_rebound=functools.partial(self._rebound, sid))
         self._handles[sid] = handle
         if isinstance(auth, dict) and "token" in auth:
-            message = await self._handshake(handle, self._presented(auth))
+            message = await self._handshake(sid, handle, self._presented(auth))
             # The client drops events that precede the CONNECT packet, which
             # python-socketio sends once this handler returns.
             task = asyncio.get_running_loop().create_task(self._emit_after_connect(sid, message))
@@ -103,13 +113,14 @@ class SocketSessions:
 
     async def disconnect(self, sid: str, reason: Any = None) -> None:
         self._handles.pop(sid, None)
+        self._recent.pop(sid, None)
 
     async def get_token(self, sid: str, payload: Any = _NOT_A_TOKEN) -> dict[str, Any]:
         """The old package's ``getToken``: answer ``gotToken`` (and the ack, if asked)."""
         handle = self._handles.get(sid)
         if handle is None:
             return dict(STORE_UNAVAILABLE)
-        message = await self._handshake(handle, self._presented(payload))
+        message = await self._handshake(sid, handle, self._presented(payload))
         await self.sio.emit(self.reply_event, message, to=sid, namespace=self.namespace)
         return message
 
@@ -163,7 +174,20 @@ class SocketSessions:
         token = payload.get("token", "")
         return _NOT_A_TOKEN if token is None else token
 
-    async def _handshake(self, handle: SessionHandle, presented: Any) -> dict[str, Any]:
+    def _allowed(self, sid: str) -> bool:
+        now = time.monotonic()
+        recent = self._recent.setdefault(sid, deque())
+        while recent and now - recent[0] >= self.handshake_window:
+            recent.popleft()
+        if len(recent) >= self.handshake_limit:
+            return False
+        recent.append(now)
+        return True
+
+    async def _handshake(self, sid: str, handle: SessionHandle, presented: Any) -> dict[str, Any]:
+        if not self._allowed(sid):
+            self.sessions.audit("rate_limited", None)
+            return dict(RATE_LIMITED)
         try:
             return token_message(await handle.handshake(presented))
         except StoreUnavailable as exc:
@@ -184,3 +208,11 @@ class SocketSessions:
 
     async def _rebound(self, sid: str, result: Handshake) -> None:
         await self.sio.emit(self.reply_event, token_message(result), to=sid, namespace=self.namespace)
+
+    async def sessions_ended(self, digests: frozenset[bytes]) -> None:
+        """Hand every local socket whose session ended a fresh session (it gets ``gotToken``)."""
+        for sid, handle in list(self._handles.items()):
+            try:
+                await handle.replace_if_ended(digests)
+            except StoreUnavailable:
+                await self.sio.emit(self.reply_event, dict(STORE_UNAVAILABLE), to=sid, namespace=self.namespace)

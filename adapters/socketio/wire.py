@@ -28,6 +28,13 @@ STORE_UNAVAILABLE: dict[str, Any] = {
 }
 
 
+RATE_LIMITED: dict[str, Any] = {
+    "token": "",
+    "errors": "Too Many Requests",
+    "status": "rate_limited",
+}
+
+
 def token_message(result: Handshake) -> dict[str, Any]:
     """The ``gotToken`` message for a handshake or rebind."""
     return {

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection
+
 from attrs import evolve
 
 from domain.session import Change, Session
@@ -64,8 +66,15 @@ class MemoryStore:
     async def remove(self, digest: bytes) -> bool:
         return self.sessions.pop(digest, None) is not None
 
-    async def purge(self, *, now: float, batch: int) -> int:
-        expired = [d for d, s in self.sessions.items() if not s.deadlines.live_at(now)][:batch]
+    async def list_user(self, user_id: str, *, now: float) -> list[tuple[bytes, Session]]:
+        found = [(d, s) for d, s in self.sessions.items() if s.user_id == user_id and s.deadlines.live_at(now)]
+        return sorted(found, key=lambda pair: pair[1].created)
+
+    async def remove_many(self, digests: Collection[bytes]) -> int:
+        return sum(self.sessions.pop(d, None) is not None for d in set(digests))
+
+    async def purge(self, *, now: float, batch: int, on_batch: Callable[[int], None] | None = None) -> int | None:
+        expired = [d for d, s in self.sessions.items() if not s.deadlines.live_at(now)]
         for digest in expired:
             del self.sessions[digest]
         return len(expired)

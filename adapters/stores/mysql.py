@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -19,13 +20,15 @@ import aiomysql
 import pymysql
 from attrs import frozen
 from pymysql.constants import CLIENT, ER
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential
 
 from adapters.stores.ddl import COLUMNS, check_table_name, ddl, ddl_path, statements
 from application.errors import SchemaMissing, StoreUnavailable
 from domain.errors import InvalidKey, SessionTooLarge
 from domain.expiry import Deadlines
 from domain.session import Change, Session
+
+log = logging.getLogger("socketio_session.mysql")
 
 # Errors after which the statement certainly did not take effect: the server
 # rolled it back (deadlock, lock wait timeout) or we never reached it.
@@ -34,7 +37,20 @@ _NOT_SENT = {2003}  # CR_CONN_HOST_ERROR: could not connect
 # The connection died under the statement; it may or may not have run.
 _CONNECTION_LOST = {2006, 2013}  # CR_SERVER_GONE_ERROR, CR_SERVER_LOST
 
-_SELECT = "SELECT data, version, created, last_seen, expires, absolute_expires, user_id FROM {t} WHERE id = UNHEX(%s)"
+_FIELDS = "data, version, created, last_seen, expires, absolute_expires, user_id"
+_SELECT = f"SELECT {_FIELDS} FROM {{t}} WHERE id = UNHEX(%s)"
+
+
+def _session(row: Sequence[Any]) -> Session:
+    data, version, created, last_seen, expires, absolute, user_id = row
+    return Session(
+        data=json.loads(data),
+        created=created,
+        deadlines=Deadlines(idle=expires, absolute=absolute),
+        last_seen=last_seen,
+        version=version,
+        user_id=user_id,
+    )
 
 
 @frozen
@@ -87,11 +103,14 @@ class MySQLConfig:
     database: str = "test"
     table: str = "socketio_session"
     pool_size: int = 10
-    # How long an operation may wait for a pooled connection, and for a new
-    # connection, before it reports StoreUnavailable instead of hanging.
-    acquire_timeout: float = 1.5
-    connect_timeout: float = 1.5
+    # The longest one operation may take, waiting for a pooled connection and
+    # retries included, before it reports StoreUnavailable instead of hanging
+    # (a stopped or frozen server must not stall the clients).
+    operation_timeout: float = 1.5
+    connect_timeout: float = 1.0
     recycle: int = 3600
+    # How long InnoDB lets a statement wait for a row lock before error 1205 (retried).
+    lock_wait_timeout: int = 1
 
     @classmethod
     def from_url(cls, url: str, **overrides: Any) -> MySQLConfig:
@@ -124,6 +143,7 @@ class MySQLStore:
         self.table = check_table_name(config.table)
         self._pool: aiomysql.Pool | None = None
         self._pool_lock = asyncio.Lock()
+        self.retries = 0  # statements retried after a deadlock, lock wait or lost connection
 
     # -- lifecycle ----------------------------------------------------------------
 
@@ -167,9 +187,12 @@ class MySQLStore:
                     # nothing still says the session exists (PITFALLS.md).
                     client_flag=CLIENT.FOUND_ROWS,
                     # A JSON_SET that yields NULL must fail, not blank the row.
-                    init_command="SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION'",
+                    init_command=(
+                        "SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION',"
+                        f" innodb_lock_wait_timeout = {int(c.lock_wait_timeout)}"
+                    ),
                 ),
-                timeout=c.connect_timeout + c.acquire_timeout,
+                timeout=c.operation_timeout,
             )
         except (TimeoutError, OSError, pymysql.err.MySQLError) as exc:
             raise StoreUnavailable(f"cannot reach MySQL at {c.host}:{c.port}: {type(exc).__name__}") from exc
@@ -178,17 +201,14 @@ class MySQLStore:
 
     async def _once(self, sql: str, params: Sequence[object]) -> Outcome:
         pool = await self._get_pool()
-        try:
-            conn = await asyncio.wait_for(pool.acquire(), timeout=self.config.acquire_timeout)
-        except TimeoutError as exc:
-            raise StoreUnavailable("no database connection became free in time") from exc
+        conn = await pool.acquire()
         try:
             async with conn.cursor() as cursor:
                 await cursor.execute(sql, params)
                 rows = list(await cursor.fetchall())
                 return Outcome(cursor.rowcount, rows, cursor.lastrowid)
         except BaseException:
-            # Whatever failed, this connection's state is unknown: drop it.
+            # Whatever failed (a timeout included), this connection's state is unknown: drop it.
             conn.close()
             raise
         finally:
@@ -204,24 +224,33 @@ class MySQLStore:
             return idempotent and code in _CONNECTION_LOST
 
         try:
-            async for attempt in AsyncRetrying(
-                retry=retry_if_exception(retryable),
-                stop=stop_after_attempt(3),
-                wait=wait_exponential(multiplier=0.02, max=0.2),
-                reraise=True,
-            ):
-                with attempt:
-                    return await self._once(sql, params)
+            async with asyncio.timeout(self.config.operation_timeout):
+                async for attempt in AsyncRetrying(
+                    retry=retry_if_exception(retryable),
+                    stop=stop_after_attempt(4),
+                    wait=wait_exponential(multiplier=0.02, max=0.2),
+                    before_sleep=self._count_retry,
+                    reraise=True,
+                ):
+                    with attempt:
+                        return await self._once(sql, params)
         except pymysql.err.ProgrammingError as exc:
             if _error_code(exc) == ER.NO_SUCH_TABLE:
                 raise self._schema_missing() from exc
             raise
+        except TimeoutError as exc:
+            raise StoreUnavailable(f"MySQL did not answer within {self.config.operation_timeout} s") from exc
         except (pymysql.err.OperationalError, pymysql.err.InterfaceError, OSError) as exc:
             c = self.config
             raise StoreUnavailable(
                 f"MySQL at {c.host}:{c.port} failed: {type(exc).__name__} (error {_error_code(exc)})"
             ) from exc
         raise AssertionError("unreachable: tenacity either returns or reraises")
+
+    def _count_retry(self, state: RetryCallState) -> None:
+        self.retries += 1
+        if state.outcome is not None and (exc := state.outcome.exception()) is not None:
+            log.info("retrying after MySQL error %s", _error_code(exc))
 
     # -- schema -----------------------------------------------------------------------
 
@@ -282,17 +311,27 @@ class MySQLStore:
 
     async def fetch(self, digest: bytes) -> Session | None:
         rows = (await self._run(_SELECT.format(t=self.table), (hexkey(digest),), idempotent=True)).rows
-        if not rows:
-            return None
-        data, version, created, last_seen, expires, absolute, user_id = rows[0]
-        return Session(
-            data=json.loads(data),
-            created=created,
-            deadlines=Deadlines(idle=expires, absolute=absolute),
-            last_seen=last_seen,
-            version=version,
-            user_id=user_id,
+        return _session(rows[0]) if rows else None
+
+    async def list_user(self, user_id: str, *, now: float) -> list[tuple[bytes, Session]]:
+        rows = (
+            await self._run(
+                f"SELECT id, {_FIELDS} FROM {self.table} WHERE user_id = %s AND expires > %s ORDER BY created",
+                (user_id, now),
+                idempotent=True,
+            )
+        ).rows
+        return [(bytes(row[0]), _session(row[1:])) for row in rows]
+
+    async def remove_many(self, digests: Collection[bytes]) -> int:
+        unique = sorted(set(digests))
+        if not unique:
+            return 0
+        placeholders = ", ".join(["UNHEX(%s)"] * len(unique))
+        deleted = await self._run(
+            f"DELETE FROM {self.table} WHERE id IN ({placeholders})", [hexkey(d) for d in unique], idempotent=True
         )
+        return deleted.rowcount
 
     def _data_expression(self, change: Change) -> tuple[str, list[object]]:
         expression = "'{}'" if change.clear else "data"
@@ -378,11 +417,53 @@ class MySQLStore:
         deleted = await self._run(f"DELETE FROM {self.table} WHERE id = UNHEX(%s)", (hexkey(digest),), idempotent=True)
         return deleted.rowcount > 0
 
-    async def purge(self, *, now: float, batch: int) -> int:
-        deleted = await self._run(
-            f"DELETE FROM {self.table} WHERE expires <= %s ORDER BY expires LIMIT %s", (now, batch), idempotent=True
-        )
-        return deleted.rowcount
+    async def purge(
+        self, *, now: float, batch: int, on_batch: Callable[[int], None] | None = None, pause: float = 0.005
+    ) -> int | None:
+        """Delete every session expired by ``now`` in batches; None if another process is purging.
+
+        One purger at a time across processes: a named lock (GET_LOCK) held on
+        one connection for the whole run. Each batch is its own short
+        autocommitted DELETE on the expiry index, with a pause between them,
+        so handshakes never wait long behind it.
+        """
+        lock = f"socketio_session.purge.{self.config.database}.{self.table}"[:64]
+        pool = await self._get_pool()
+        try:
+            async with asyncio.timeout(self.config.operation_timeout):
+                conn = await pool.acquire()
+        except TimeoutError as exc:
+            raise StoreUnavailable("no database connection for the purge") from exc
+        except (pymysql.err.MySQLError, OSError) as exc:
+            raise StoreUnavailable(f"purge could not connect: {type(exc).__name__}") from exc
+        try:
+            async with conn.cursor() as cursor:
+                await cursor.execute("SELECT GET_LOCK(%s, 0)", (lock,))
+                if (await cursor.fetchone())[0] != 1:
+                    return None
+                try:
+                    total = 0
+                    while True:
+                        await cursor.execute(
+                            f"DELETE FROM {self.table} WHERE expires <= %s ORDER BY expires LIMIT %s", (now, batch)
+                        )
+                        deleted = int(cursor.rowcount)
+                        total += deleted
+                        if deleted < batch:
+                            return total
+                        if on_batch is not None:
+                            on_batch(total)
+                        await asyncio.sleep(pause)
+                finally:
+                    await cursor.execute("SELECT RELEASE_LOCK(%s)", (lock,))
+        except (pymysql.err.MySQLError, OSError) as exc:
+            conn.close()
+            raise StoreUnavailable(f"purge failed: {type(exc).__name__} (error {_error_code(exc)})") from exc
+        except BaseException:
+            conn.close()
+            raise
+        finally:
+            pool.release(conn)
 
     async def ping(self) -> None:
         """Raise StoreUnavailable unless the database answers."""

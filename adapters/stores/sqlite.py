@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -185,14 +185,41 @@ class SQLiteStore:
             cursor = await db.execute(f"DELETE FROM {self.table} WHERE id = ?", (digest,))
             return cursor.rowcount > 0
 
-    async def purge(self, *, now: float, batch: int) -> int:
+    async def list_user(self, user_id: str, *, now: float) -> list[tuple[bytes, Session]]:
+        async with (
+            self._transaction() as db,
+            db.execute(
+                f"SELECT id, {_FIELDS} FROM {self.table} WHERE user_id = ? AND expires > ? ORDER BY created",
+                (user_id, now),
+            ) as cursor,
+        ):
+            rows = await cursor.fetchall()
+        return [(bytes(row[0]), self._session(row[1:])) for row in rows]
+
+    async def remove_many(self, digests: Collection[bytes]) -> int:
+        unique = list(set(digests))
+        if not unique:
+            return 0
         async with self._transaction() as db:
-            cursor = await db.execute(
-                f"DELETE FROM {self.table} WHERE id IN"
-                f" (SELECT id FROM {self.table} WHERE expires <= ? ORDER BY expires LIMIT ?)",
-                (now, batch),
-            )
+            cursor = await db.execute(f"DELETE FROM {self.table} WHERE id IN ({', '.join('?' * len(unique))})", unique)
             return cursor.rowcount
+
+    async def purge(self, *, now: float, batch: int, on_batch: Callable[[int], None] | None = None) -> int | None:
+        # One short transaction per batch, so other writers get in between.
+        total = 0
+        while True:
+            async with self._transaction() as db:
+                cursor = await db.execute(
+                    f"DELETE FROM {self.table} WHERE id IN"
+                    f" (SELECT id FROM {self.table} WHERE expires <= ? ORDER BY expires LIMIT ?)",
+                    (now, batch),
+                )
+                deleted = cursor.rowcount
+            total += deleted
+            if deleted < batch:
+                return total
+            if on_batch is not None:
+                on_batch(total)
 
     async def ping(self) -> None:
         async with self._transaction() as db:

@@ -93,7 +93,7 @@ async def test_a_socket_without_auth_token_is_left_alone(deployment: Deployment)
 async def test_login_rotates_the_token_and_logout_ends_the_session(deployment: Deployment) -> None:
     async with Client(deployment.server.url) as client, Client(deployment.server.url) as other:
         first = (await client.get_token(""))["token"]
-        assert await other.get_token(first) != {}
+        assert (await other.get_token(first))["status"] == "resumed"
         assert await client.call("user:securedEvent") == {"ok": False, "error": "SessionKeyMissing"}
         assert await client.call("user:login", {"userId": "alice"}) == {"ok": True}
         rotated = await client.next_token()
@@ -101,8 +101,12 @@ async def test_login_rotates_the_token_and_logout_ends_the_session(deployment: D
         assert rotated["token"] != first
         assert await deployment.row(first) is None
         assert await client.call("user:securedEvent") == {"ok": True, "userId": "alice"}
-        # The other socket still holds the old token: refused, no grace period.
-        assert await other.call("user:securedEvent") == {"ok": False, "error": "SessionEnded"}
+        # The other socket held the old token: it is told at once with a fresh,
+        # empty session of its own (never the rotated token: no fixation), and refused.
+        pushed = await other.next_token()
+        assert (pushed["status"], pushed["errors"]) == ("not_found", "Session Not Found")
+        assert pushed["token"] not in (first, rotated["token"])
+        assert await other.call("user:securedEvent") == {"ok": False, "error": "SessionKeyMissing"}
         assert await client.call("user:logout") == {"ok": True}
         fresh = await client.next_token()
         assert (fresh["status"], fresh["errors"]) == ("created", "")

@@ -30,6 +30,14 @@ def mysql_url() -> str:
     return url
 
 
+def redis_url() -> str:
+    """The Redis for the several-process tests; the README's test command sets it up."""
+    url = os.environ.get("SESSION_TEST_REDIS_URL", "")
+    if not url:
+        pytest.fail("SESSION_TEST_REDIS_URL is not set: run the tests with `make test`, which starts or finds Redis.")
+    return url
+
+
 @asynccontextmanager
 async def open_store(kind: str, workdir: Path) -> AsyncIterator[SessionStore]:
     """A fresh, empty store of ``kind``: its own table (MySQL) or file (SQLite)."""

@@ -1,0 +1,129 @@
+"""Two uvicorn processes on one MariaDB, with Redis as python-socketio's message queue."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from attrs import define
+
+from domain.token import Token
+from tests.e2e.conftest import Deployment, _deploy
+from tests.support.client import Client
+from tests.support.server import Server
+from tests.support.stores import redis_url
+
+pytestmark = pytest.mark.e2e
+
+
+@define
+class Pair:
+    a: Deployment
+    b: Server
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
+    workdir = tmp_path_factory.mktemp("pair")
+    deployments = _deploy("mysql", workdir, SOCKETIO_MESSAGE_QUEUE=redis_url())
+    a = next(deployments)
+    b = Server(env=dict(a.env), log_path=workdir / "server-b.log").start()
+    try:
+        yield Pair(a, b)
+    finally:
+        b.stop()
+        next(deployments, None)
+
+
+async def test_a_value_set_through_one_process_is_read_through_the_other(pair: Pair) -> None:
+    async with Client(pair.a.server.url, auth={"token": ""}) as on_a:
+        token = (await on_a.next_token())["token"]
+        assert await on_a.call("demo:set", {"key": "where", "value": "set on A"}) == {"ok": True}
+    async with Client(pair.b.url, auth={"token": token}) as on_b:
+        assert (await on_b.next_token())["status"] == "resumed"
+        assert await on_b.call("demo:get", {"key": "where"}) == {"ok": True, "value": "set on A"}
+
+
+async def test_a_logout_on_one_process_ends_the_session_on_the_other_at_once(pair: Pair) -> None:
+    async with Client(pair.a.server.url, auth={"token": ""}) as on_a:
+        await on_a.next_token()
+        assert await on_a.call("user:login", {"userId": "bob"}) == {"ok": True}
+        token = (await on_a.next_token())["token"]
+        async with Client(pair.b.url, auth={"token": token}) as on_b:
+            assert (await on_b.next_token())["status"] == "resumed"
+            assert await on_b.call("user:securedEvent") == {"ok": True, "userId": "bob"}
+            assert await on_a.call("user:logout") == {"ok": True}
+            await on_a.next_token()  # A's own fresh session
+            pushed = await on_b.next_token(timeout=2)  # pushed because of A, without B asking
+            assert (pushed["status"], pushed["errors"]) == ("not_found", "Session Not Found")
+            assert pushed["token"] != token
+            Token.parse(pushed["token"])
+            assert await on_b.call("user:securedEvent") == {"ok": False, "error": "SessionKeyMissing"}
+    assert await pair.a.row(token) is None
+
+
+async def test_fifty_writers_per_process_to_distinct_keys_lose_nothing(pair: Pair) -> None:
+    async with Client(pair.a.server.url, auth={"token": ""}) as owner:
+        token = (await owner.next_token())["token"]
+    writers = [Client(server, auth={"token": token}) for server in [pair.a.server.url] * 50 + [pair.b.url] * 50]
+    await asyncio.gather(*(w.__aenter__() for w in writers))
+    try:
+        acks = await asyncio.gather(
+            *(w.call("demo:set", {"key": f"writer-{i}", "value": i}, timeout=20) for i, w in enumerate(writers))
+        )
+    finally:
+        await asyncio.gather(*(w.__aexit__() for w in writers))
+    assert acks == [{"ok": True}] * 100
+    row = await pair.a.row(token)
+    assert row is not None
+    assert dict(row.data) == {f"writer-{i}": i for i in range(100)}  # 0 keys lost
+    assert row.version == 100
+
+
+async def test_fifty_writers_per_process_to_one_key_leave_a_written_value_and_count_every_write(pair: Pair) -> None:
+    async with Client(pair.a.server.url, auth={"token": ""}) as owner:
+        token = (await owner.next_token())["token"]
+    writers = [Client(server, auth={"token": token}) for server in [pair.a.server.url] * 50 + [pair.b.url] * 50]
+    await asyncio.gather(*(w.__aenter__() for w in writers))
+    try:
+        acks = await asyncio.gather(
+            *(w.call("demo:set", {"key": "same", "value": f"from-{i}"}, timeout=20) for i, w in enumerate(writers))
+        )
+    finally:
+        await asyncio.gather(*(w.__aexit__() for w in writers))
+    assert acks == [{"ok": True}] * 100
+    row = await pair.a.row(token)
+    assert row is not None
+    assert row.data["same"] in {f"from-{i}" for i in range(100)}
+    assert row.version == 100
+
+
+async def test_ending_a_users_other_sessions_tells_every_process(pair: Pair) -> None:
+    async with (
+        Client(pair.a.server.url, auth={"token": ""}) as phone,
+        Client(pair.b.url, auth={"token": ""}) as laptop,
+    ):
+        await phone.next_token()
+        await laptop.next_token()
+        user = f"carol-{id(phone)}"
+        for device in (phone, laptop):
+            assert await device.call("user:login", {"userId": user}) == {"ok": True}
+            await device.next_token()
+        listed = await phone.call("user:sessions")
+        assert listed["ok"] is True
+        assert len(listed["sessions"]) == 2
+        assert sorted(s["current"] for s in listed["sessions"]) == [False, True]
+        assert all(set(s) == {"id", "created", "lastSeen", "expires", "current"} for s in listed["sessions"])
+        assert await phone.call("user:endOtherSessions") == {"ok": True, "ended": 1}
+        pushed = await laptop.next_token(timeout=2)
+        assert pushed["status"] == "not_found"
+        assert await laptop.call("user:securedEvent") == {"ok": False, "error": "SessionKeyMissing"}
+        assert (await phone.call("user:securedEvent"))["ok"] is True
+        assert len((await phone.call("user:sessions"))["sessions"]) == 1
+
+
+def test_the_two_processes_logged_no_traceback(pair: Pair, tmp_path: Path) -> None:
+    assert "Traceback" not in pair.a.server.log()
+    assert "Traceback" not in pair.b.log()

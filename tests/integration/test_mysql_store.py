@@ -1,0 +1,175 @@
+"""MySQL-specific behaviour of the store, against a real MariaDB (PITFALLS.md, one test per workaround)."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import threading
+import time
+from collections.abc import AsyncIterator
+
+import aiomysql
+import pymysql
+import pytest
+
+from adapters.stores.mysql import MySQLConfig, MySQLStore, hexkey
+from domain.expiry import ExpiryPolicy
+from domain.session import Change, Session
+from tests.support.stores import mysql_url
+
+pytestmark = pytest.mark.usefixtures("_log_retries")
+
+POLICY = ExpiryPolicy(idle_ttl=100, absolute_ttl=1000)
+NOW = time.time()
+
+
+@pytest.fixture
+def _log_retries(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO", logger="socketio_session.mysql")
+
+
+@pytest.fixture
+async def store() -> AsyncIterator[MySQLStore]:
+    opened = MySQLStore(
+        MySQLConfig.from_url(mysql_url(), table=f"it_{secrets.token_hex(5)}", operation_timeout=8, lock_wait_timeout=1)
+    )
+    await opened.migrate()
+    try:
+        yield opened
+    finally:
+        await opened._run(f"DROP TABLE IF EXISTS {opened.table}", (), idempotent=True)
+        await opened.close()
+
+
+def admin() -> pymysql.connections.Connection[pymysql.cursors.Cursor]:
+    c = MySQLConfig.from_url(mysql_url())
+    return pymysql.connect(host=c.host, port=c.port, user=c.user, password=c.password, database=c.database)
+
+
+async def new_row(store: MySQLStore, now: float = NOW) -> bytes:
+    digest = secrets.token_bytes(32)
+    await store.insert(digest, Session(data={}, created=now, deadlines=POLICY.open(now), last_seen=now))
+    return digest
+
+
+async def test_raw_bytes_parameters_still_break_so_digests_are_bound_as_hex() -> None:
+    """aio-libs/aiomysql#1080: if this starts passing, the hexkey/UNHEX workaround can go."""
+    c = MySQLConfig.from_url(mysql_url())
+    conn = await aiomysql.connect(host=c.host, port=c.port, user=c.user, password=c.password, db=c.database)
+    try:
+        async with conn.cursor() as cursor:
+            with pytest.raises(TypeError):
+                await cursor.execute("SELECT %s", (b"\x00\x01",))
+            await cursor.execute("SELECT UNHEX(%s)", (hexkey(b"\x00\x27\x5c\xff"),))
+            assert (await cursor.fetchone())[0] == b"\x00\x27\x5c\xff"
+    finally:
+        conn.close()
+
+
+async def test_a_pooled_reader_sees_another_writers_commit_at_once(store: MySQLStore) -> None:
+    """Autocommit on: without it a pooled connection keeps reading its first snapshot (aiomysql #121, #972)."""
+    digest = await new_row(store)
+    other = MySQLStore(MySQLConfig.from_url(mysql_url(), table=store.table, pool_size=1))
+    try:
+        assert (await other.fetch(digest)) is not None  # the pooled connection has read once
+        await store.write(digest, Change(sets={"k": "1"}), now=NOW, idle_deadline=NOW + 100, max_bytes=65536)
+        found = await other.fetch(digest)
+        assert found is not None
+        assert dict(found.data) == {"k": 1}
+    finally:
+        await other.close()
+
+
+def _hold_row_lock(table: str, digest: bytes, seconds: float, locked: threading.Event) -> None:
+    conn = admin()
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute("BEGIN")
+            cursor.execute(f"SELECT id FROM {table} WHERE id = UNHEX(%s) FOR UPDATE", (digest.hex(),))
+            locked.set()
+            time.sleep(seconds)
+            cursor.execute("COMMIT")
+    finally:
+        conn.close()
+
+
+async def test_a_lock_wait_timeout_is_retried_and_the_write_lands(
+    store: MySQLStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Error 1205: InnoDB gives up waiting for a row lock (after 1 s here); the write is retried."""
+    digest = await new_row(store)
+    locked = threading.Event()
+    holder = threading.Thread(target=_hold_row_lock, args=(store.table, digest, 1.6, locked))
+    holder.start()
+    await asyncio.to_thread(locked.wait, 5)
+    version = await store.write(digest, Change(sets={"k": '"v"'}), now=NOW, idle_deadline=NOW + 100, max_bytes=65536)
+    await asyncio.to_thread(holder.join)
+    assert version == 1
+    assert store.retries >= 1
+    assert "retrying after MySQL error 1205" in caplog.text
+    found = await store.fetch(digest)
+    assert found is not None
+    assert found.data == {"k": "v"}
+
+
+def _deadlock_partner(table: str, first: bytes, second: bytes, ready: threading.Event, go: threading.Event) -> None:
+    conn = admin()
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute("BEGIN")
+            # Make this transaction the heavier one, so InnoDB picks the store's statement as the victim.
+            for _ in range(20):
+                cursor.execute(f"UPDATE {table} SET version = version + 1 WHERE id = UNHEX(%s)", (second.hex(),))
+            ready.set()
+            go.wait(5)
+            time.sleep(0.3)  # let the store's DELETE take `first` and block on `second`
+            cursor.execute(f"SELECT id FROM {table} WHERE id = UNHEX(%s) FOR UPDATE", (first.hex(),))
+            time.sleep(0.2)
+            cursor.execute("COMMIT")
+    finally:
+        conn.close()
+
+
+async def test_a_deadlock_is_retried_and_the_statement_lands(
+    store: MySQLStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Error 1213: two transactions lock two rows in opposite orders; the victim's statement is retried."""
+    first, second = sorted([await new_row(store), await new_row(store)])
+    ready, go = threading.Event(), threading.Event()
+    partner = threading.Thread(target=_deadlock_partner, args=(store.table, first, second, ready, go))
+    partner.start()
+    await asyncio.to_thread(ready.wait, 5)
+    go.set()
+    removed = await store.remove_many([first, second])  # locks `first`, then waits on `second`
+    await asyncio.to_thread(partner.join)
+    assert removed == 2
+    assert store.retries >= 1
+    assert "retrying after MySQL error 1213" in caplog.text
+    assert await store.fetch(first) is None
+    assert await store.fetch(second) is None
+
+
+async def test_only_one_process_purges_at_a_time(store: MySQLStore) -> None:
+    expired = NOW - 10_000
+    values = ", ".join(["(UNHEX(%s), '{}', 0, %s, %s, %s, %s, NULL)"] * 2000)
+    params: list[object] = []
+    for _ in range(2000):
+        params += [secrets.token_hex(32), expired, expired, expired + 100, expired + 1000]
+    for _ in range(10):
+        await store._run(
+            f"INSERT INTO {store.table} (id, data, version, created, last_seen, expires, absolute_expires, user_id)"
+            f" VALUES {values}",
+            params,
+            idempotent=False,
+        )
+        params = [secrets.token_hex(32) if isinstance(p, str) else p for p in params]
+    live = await new_row(store)
+    other = MySQLStore(MySQLConfig.from_url(mysql_url(), table=store.table))
+    try:
+        results = await asyncio.gather(store.purge(now=NOW, batch=500), other.purge(now=NOW, batch=500))
+    finally:
+        await other.close()
+    assert None in results  # the second purger found the lock taken and stood back
+    assert sum(r or 0 for r in results) == 20_000
+    assert await store.purge(now=NOW, batch=500) == 0
+    assert await store.fetch(live) is not None
