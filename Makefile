@@ -33,9 +33,8 @@ lint: $(STAMP)
 	$(BIN)/lint-imports --no-cache
 
 test: lint $(NODE_CLIENT)
-	SESSION_TEST_MYSQL_URL="$$(tests/support/ensure_mariadb.sh)" \
-	SESSION_TEST_REDIS_URL="$$(tests/support/ensure_redis.sh)" \
-	$(BIN)/pytest
+	@mysql_url=$$(tests/support/ensure_mariadb.sh) && redis_url=$$(tests/support/ensure_redis.sh) && \
+	SESSION_TEST_MYSQL_URL="$$mysql_url" SESSION_TEST_REDIS_URL="$$redis_url" $(BIN)/pytest
 
 clean:
 	rm -rf $(VENV) tests/e2e/node/node_modules .mypy_cache .ruff_cache .pytest_cache .hypothesis

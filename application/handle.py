@@ -10,7 +10,7 @@ from attrs import evolve
 
 from application.errors import SessionEnded, SessionKeyMissing, SessionNotReady
 from application.handshake import Handshake, Sessions, Status
-from domain.errors import SessionTooLarge
+from domain.errors import InvalidValue, SessionTooLarge
 from domain.session import Change, Session
 from domain.token import Token
 from domain.values import JSON, check_key, encode
@@ -90,9 +90,13 @@ class SessionHandle:
 
     async def update(self, values: Mapping[str, JSON]) -> None:
         """Store several keys in one atomic write."""
+        await self._write(self._change(values))
+
+    @staticmethod
+    def _change(values: Mapping[str, JSON]) -> Change:
         if not isinstance(values, Mapping):
-            raise TypeError("update() takes a mapping")
-        await self._write(Change(sets={check_key(k): encode(v) for k, v in values.items()}))
+            raise InvalidValue("expected a mapping of keys to values")
+        return Change(sets={check_key(k): encode(v) for k, v in values.items()})
 
     async def delete(self, key: str) -> None:
         """Remove ``key`` (no error when it is absent)."""
@@ -103,24 +107,44 @@ class SessionHandle:
         await self._write(Change(clear=True))
 
     async def _write(self, change: Change) -> None:
+        self._require_bound()
         self._precheck(change)
         async with self._lock:
-            token, session = self._require_live()
-            sessions = self._sessions
-            now = sessions.clock.now()
-            version = await sessions.store.write(
-                token.digest,
-                change,
-                now=now,
-                idle_deadline=sessions.policy.idle_deadline(now),
-                max_bytes=sessions.max_bytes,
-            )
-            if version is None:
-                self._end(token, "write to ended session")
-            self._session = evolve(
-                session.with_change(change, now, sessions.policy.slide(session.deadlines, now)),
-                version=version,
-            )
+            await self._apply(change)
+
+    async def _apply(self, change: Change) -> None:
+        """Write ``change`` to the live session; the caller holds the lock."""
+        token, session = self._require_live()
+        sessions = self._sessions
+        now = sessions.clock.now()
+        version = await sessions.store.write(
+            token.digest,
+            change,
+            now=now,
+            idle_deadline=sessions.policy.idle_deadline(now),
+            max_bytes=sessions.max_bytes,
+        )
+        if version is None:
+            self._end(token, "write to ended session")
+        self._session = evolve(
+            session.with_change(change, now, sessions.policy.slide(session.deadlines, now)), version=version
+        )
+
+    async def _rotate(self) -> tuple[Token, Handshake]:
+        """Move the live session to a fresh token; the caller holds the lock. Returns the old token."""
+        token, session = self._require_live()
+        sessions = self._sessions
+        now = sessions.clock.now()
+        new = sessions.new_token()
+        if not await sessions.store.rename(
+            token.digest, new.digest, now=now, idle_deadline=sessions.policy.idle_deadline(now)
+        ):
+            self._end(token, "rotation of ended session")
+        sessions.audit("rotated", new, previous=sessions.fingerprint(token))
+        deadlines = sessions.policy.slide(session.deadlines, now)
+        result = Handshake(new, evolve(session, deadlines=deadlines, last_seen=now), Status.ROTATED)
+        self._bind(result)
+        return token, result
 
     def _precheck(self, change: Change) -> None:
         # Fail fast, before any I/O, on a write that is too large whatever the
@@ -155,24 +179,12 @@ class SessionHandle:
         Call it on login (and on any privilege change) against session fixation.
         """
         async with self._lock:
-            token, session = self._require_live()
-            sessions = self._sessions
-            now = sessions.clock.now()
-            new = sessions.new_token()
-            moved = await sessions.store.rename(
-                token.digest, new.digest, now=now, idle_deadline=sessions.policy.idle_deadline(now)
-            )
-            if not moved:
-                self._end(token, "regenerate of ended session")
-            sessions.audit("rotated", new, previous=sessions.fingerprint(token))
-            deadlines = sessions.policy.slide(session.deadlines, now)
-            result = Handshake(new, evolve(session, deadlines=deadlines, last_seen=now), Status.ROTATED)
-            self._bind(result)
+            old, result = await self._rotate()
         await self._announce(result)
         # Other connections holding the old token lose it (no grace period, and
         # no adopting the new token: that would undo the anti-fixation).
-        await sessions.announce_ended({token.digest})
-        return new
+        await self._sessions.announce_ended({old.digest})
+        return result.token
 
     async def destroy(self) -> Token:
         """Log out: delete the session and bind a fresh, empty one; its token is returned.
@@ -182,6 +194,7 @@ class SessionHandle:
         async with self._lock:
             token, _ = self._require_bound()
             await self._sessions.store.remove(token.digest)
+            self._ended = True  # and stays so if opening the fresh session fails
             self._sessions.audit("destroyed", token)
             result = await self._sessions.open(Status.CREATED)
             self._bind(result)
@@ -203,15 +216,26 @@ class SessionHandle:
         await self._announce(result)
         return True
 
-    async def login(self, user_id: str) -> Token:
-        """Rotate the token and record ``user_id`` as the session's owner."""
-        new = await self.regenerate()
+    async def login(self, user_id: str, values: Mapping[str, JSON] | None = None) -> Token:
+        """Rotate the token, record ``user_id`` as the owner and store ``values``, as one step.
+
+        Nothing queued behind it (a logout, say) can land between the parts.
+        """
+        change = self._change(values or {})
         async with self._lock:
+            old, _ = await self._rotate()
+            sessions = self._sessions
             token, session = self._require_live()
-            if not await self._sessions.store.set_user(token.digest, user_id, now=self._sessions.clock.now()):
+            now = sessions.clock.now()
+            if not await sessions.store.set_user(token.digest, user_id, now=now):
                 self._end(token, "login on ended session")
             self._session = evolve(session, user_id=user_id)
-        return new
+            if change.sets:
+                await self._apply(change)
+            result = Handshake(token, self.session, Status.ROTATED)
+        await self._announce(result)
+        await sessions.announce_ended({old.digest})
+        return token
 
     # -- internals --------------------------------------------------------------
 
@@ -231,10 +255,18 @@ class SessionHandle:
 
     async def _reload(self) -> bool:
         token, _ = self._require_bound()
-        found = await self._sessions.store.fetch(token.digest)
-        if found is None or self._sessions.policy.is_expired(found.deadlines, self._sessions.clock.now()):
+        sessions = self._sessions
+        found = await sessions.store.fetch(token.digest)
+        now = sessions.clock.now()
+        if found is None or sessions.policy.is_expired(found.deadlines, now):
             self._ended = True
             return False
+        if sessions.policy.wants_touch(found.deadlines, now):
+            # A guarded event is activity too: it slides the idle deadline.
+            if not await sessions.store.touch(token.digest, now=now, idle_deadline=sessions.policy.idle_deadline(now)):
+                self._ended = True
+                return False
+            found = evolve(found, deadlines=sessions.policy.slide(found.deadlines, now), last_seen=now)
         self._session, self._ended = found, False
         return True
 

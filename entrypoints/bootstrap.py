@@ -47,4 +47,7 @@ async def open_store(store: Store, settings: Settings) -> None:
 
 def build_sessions(settings: Settings, store: Store) -> Sessions:
     policy = ExpiryPolicy(idle_ttl=settings.session_idle_ttl, absolute_ttl=settings.session_absolute_ttl)
-    return Sessions(store, SystemClock(), policy=policy, max_bytes=settings.session_max_bytes)
+    sessions = Sessions(store, SystemClock(), policy=policy, max_bytes=settings.session_max_bytes)
+    if settings.session_log_key:
+        sessions.log_key = settings.session_log_key.encode()
+    return sessions

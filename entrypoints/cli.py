@@ -14,6 +14,7 @@ import asyncio
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from adapters.stores.ddl import ddl
 from adapters.stores.mysql import MySQLStore
@@ -53,6 +54,14 @@ async def _migrate(settings: Settings) -> int:
 
 async def _check(settings: Settings) -> int:
     store = build_store(settings)
+    if (
+        isinstance(store, SQLiteStore)
+        and store.path != ":memory:"
+        and not await asyncio.to_thread(Path(store.path).exists)
+    ):
+        # A check changes nothing: it does not create the file that opening would.
+        print(f"error: no SQLite file at {store.path} (the server creates it on first start)", file=sys.stderr)
+        return 1
     try:
         await store.open()
         await store.ping()

@@ -23,9 +23,8 @@ def register_demo_events(sio: socketio.AsyncServer, sessions: SocketSessions) ->
         user_id = _field(payload, "userId", (str, int))
         if isinstance(user_id, bool) or str(user_id) == "":
             raise InvalidPayload("userId must be a non-empty string or an integer")
-        handle = sessions.handle(sid)
-        await handle.login(str(user_id))  # rotates the token: no session fixation
-        await handle.set("userId", user_id)
+        # One step: a new token (no session fixation), the owner recorded, userId stored.
+        await sessions.handle(sid).login(str(user_id), {"userId": user_id})
         return {"ok": True}
 
     @sessions.replies

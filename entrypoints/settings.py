@@ -8,6 +8,8 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from adapters.stores.ddl import check_table_name
+from adapters.stores.mysql import MySQLConfig
+from adapters.stores.sqlite import path_from_url
 
 
 class ConfigError(Exception):
@@ -21,14 +23,18 @@ class Settings(BaseSettings):
 
     session_store_url: str = "sqlite:///./sessions.sqlite3"
     session_table: str = "socketio_session"
-    session_idle_ttl: Annotated[float, Field(gt=0)] = 86400
-    session_absolute_ttl: Annotated[float, Field(gt=0)] = 30 * 86400
+    session_idle_ttl: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 86400
+    session_absolute_ttl: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 30 * 86400
     session_max_bytes: Annotated[int, Field(ge=64, le=16 * 1024 * 1024)] = 65536
     session_auto_migrate: bool = False
     session_pool_size: Annotated[int, Field(ge=1, le=1000)] = 10
     session_handshake_limit: Annotated[int, Field(ge=1)] = 10
-    session_handshake_window: Annotated[float, Field(gt=0)] = 60
-    session_purge_interval: Annotated[float, Field(ge=0)] = 300
+    session_handshake_window: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 60
+    session_purge_interval: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 300
+    # Keys the hash that names sessions in logs. Set it (any long random string) to
+    # correlate log lines across processes and restarts; by default it is random
+    # per process.
+    session_log_key: str = ""
     socketio_cors_origins: str = ""
     socketio_message_queue: str = ""
 
@@ -41,8 +47,12 @@ class Settings(BaseSettings):
 
     @field_validator("session_store_url")
     @classmethod
-    def _known_scheme(cls, url: str) -> str:
-        if not url.startswith(("mysql://", "mariadb://", "sqlite://")):
+    def _usable_url(cls, url: str) -> str:
+        if url.startswith(("mysql://", "mariadb://")):
+            MySQLConfig.from_url(url)  # raises ValueError saying what is wrong
+        elif url.startswith("sqlite://"):
+            path_from_url(url)
+        else:
             raise ValueError("must start with mysql:// or sqlite:// (mysql://user:password@host:3306/db)")
         return url
 

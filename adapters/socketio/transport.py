@@ -115,12 +115,12 @@ class SocketSessions:
         self._handles.pop(sid, None)
         self._recent.pop(sid, None)
 
-    async def get_token(self, sid: str, payload: Any = _NOT_A_TOKEN) -> dict[str, Any]:
+    async def get_token(self, sid: str, payload: Any = _NOT_A_TOKEN, *extra: Any) -> dict[str, Any]:
         """The old package's ``getToken``: answer ``gotToken`` (and the ack, if asked)."""
         handle = self._handles.get(sid)
         if handle is None:
             return dict(STORE_UNAVAILABLE)
-        message = await self._handshake(sid, handle, self._presented(payload))
+        message = await self._handshake(sid, handle, _NOT_A_TOKEN if extra else self._presented(payload))
         await self.sio.emit(self.reply_event, message, to=sid, namespace=self.namespace)
         return message
 
@@ -210,9 +210,16 @@ class SocketSessions:
         await self.sio.emit(self.reply_event, token_message(result), to=sid, namespace=self.namespace)
 
     async def sessions_ended(self, digests: frozenset[bytes]) -> None:
-        """Hand every local socket whose session ended a fresh session (it gets ``gotToken``)."""
-        for sid, handle in list(self._handles.items()):
+        """Hand every local socket whose session ended a fresh session (it gets ``gotToken``).
+
+        All at once: one socket busy with a slow event must not delay the others' notice.
+        """
+
+        async def replace(sid: str, handle: SessionHandle) -> None:
             try:
                 await handle.replace_if_ended(digests)
             except StoreUnavailable:
                 await self.sio.emit(self.reply_event, dict(STORE_UNAVAILABLE), to=sid, namespace=self.namespace)
+
+        affected = [(sid, h) for sid, h in self._handles.items() if h.bound and h.token.digest in digests]
+        await asyncio.gather(*(replace(sid, handle) for sid, handle in affected))

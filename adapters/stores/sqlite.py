@@ -80,10 +80,11 @@ class SQLiteStore:
                 await db.execute("BEGIN IMMEDIATE")
                 try:
                     yield db
+                    await db.execute("COMMIT")
                 except BaseException:
-                    await db.execute("ROLLBACK")
+                    if db.in_transaction:
+                        await db.execute("ROLLBACK")
                     raise
-                await db.execute("COMMIT")
             except sqlite3.Error as exc:
                 raise StoreUnavailable(f"SQLite failed: {type(exc).__name__}") from exc
 

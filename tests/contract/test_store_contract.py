@@ -114,6 +114,49 @@ async def test_a_write_past_the_size_limit_raises_and_writes_nothing(store: Sess
     assert (dict(found.data), found.version) == ({"small": "x" * 100}, 1)
 
 
+async def test_the_size_limit_is_measured_the_same_way_by_every_store(store: SessionStore) -> None:
+    """Compact UTF-8 JSON: 400 one-character keys are 3,601 bytes, which fit in 4,096 everywhere."""
+    d = digest()
+    await store.insert(d, new_session())
+    keys = [chr(0x4E00 + i) if i % 2 else f"{i:03}"[-1] + chr(0x41 + i % 26) for i in range(400)]
+    for start in range(0, 400, 50):
+        await write(store, d, Change(sets={k: "1" for k in keys[start : start + 50]}), max_bytes=8192)
+    found = await store.fetch(d)
+    assert found is not None
+    size = len(json.dumps(dict(found.data), ensure_ascii=False, separators=(",", ":")).encode())
+    await write(store, d, Change(sets={"x": "1"}), max_bytes=size + len(',"x":1'))  # exactly full: accepted
+    with pytest.raises(SessionTooLarge):
+        await write(store, d, Change(sets={"y": "1"}), max_bytes=size + len(',"x":1'))  # one more byte: refused
+
+
+async def test_values_nested_30_levels_deep_round_trip(store: SessionStore) -> None:
+    deep: object = {"leaf": [1, "two", None]}
+    for level in range(28):
+        deep = [deep] if level % 2 else {"k": deep}
+    d = digest()
+    await store.insert(d, new_session())
+    await write(store, d, Change(sets={"deep": encode(deep)}))
+    found = await store.fetch(d)
+    assert found is not None
+    assert found.data["deep"] == deep
+
+
+async def test_touch_and_rename_never_pass_the_absolute_deadline(store: SessionStore) -> None:
+    d, moved = digest(), digest()
+    await store.insert(d, new_session())
+    late = NOW + 950  # keep it alive until close to the absolute deadline
+    for now in range(int(NOW) + 90, int(late), 90):
+        assert await store.touch(d, now=now, idle_deadline=now + 100)
+    assert await store.touch(d, now=late, idle_deadline=late + 100)
+    found = await store.fetch(d)
+    assert found is not None
+    assert found.deadlines.idle == found.deadlines.absolute == NOW + 1000
+    assert await store.rename(d, moved, now=late + 10, idle_deadline=late + 110)
+    found = await store.fetch(moved)
+    assert found is not None
+    assert found.deadlines.idle == NOW + 1000
+
+
 async def test_touch_extends_a_live_session_and_reports_it_even_when_nothing_changed(store: SessionStore) -> None:
     d = digest()
     await store.insert(d, new_session())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 
 import pytest
@@ -13,7 +14,7 @@ from application.handle import SessionHandle
 from application.handshake import Sessions, Status
 from application.ports import SessionStore
 from domain.expiry import ExpiryPolicy
-from domain.session import Change, Session
+from domain.session import Change
 from domain.token import Token
 from tests.support.fakes import FakeClock
 from tests.support.strategies import json_values, keys, malformed_tokens, well_formed_tokens
@@ -22,18 +23,21 @@ POLICY = ExpiryPolicy(idle_ttl=100, absolute_ttl=1000)
 
 
 class WatchedStore:
-    """A fake wrapper that remembers every digest the use cases asked about."""
+    """A fake wrapper that remembers every port call but ``insert`` (new sessions are expected)."""
 
     def __init__(self, inner: SessionStore) -> None:
         self.inner = inner
-        self.asked: list[bytes] = []
-
-    async def fetch(self, digest: bytes) -> Session | None:
-        self.asked.append(digest)
-        return await self.inner.fetch(digest)
+        self.calls: list[str] = []
 
     def __getattr__(self, name: str) -> object:
-        return getattr(self.inner, name)
+        method = getattr(self.inner, name)
+
+        async def watched(*args: object, **kwargs: object) -> object:
+            if name != "insert":
+                self.calls.append(name)
+            return await method(*args, **kwargs)
+
+        return watched
 
 
 @given(presented=malformed_tokens)
@@ -42,7 +46,30 @@ async def test_a_malformed_token_never_reaches_the_store(store: SessionStore, pr
     sessions = Sessions(watched, FakeClock(), policy=POLICY)  # type: ignore[arg-type]
     result = await sessions.handshake(presented)
     assert result.status is Status.INVALID
-    assert watched.asked == []
+    assert watched.calls == []  # no query ran with that input
+
+
+async def test_writes_through_one_handle_apply_in_call_order_on_every_store(store: SessionStore) -> None:
+    """SQLite and MySQL suspend inside a write, so without the handle's lock later calls could overtake."""
+    sessions = Sessions(store, FakeClock(current=1_700_000_000 + secrets.randbelow(10**6)), policy=POLICY)
+    handle = SessionHandle(sessions)
+    await handle.handshake("")
+    await asyncio.gather(*(handle.set("n", i) for i in range(30)))
+    found = await store.fetch(handle.token.digest)
+    assert found is not None
+    assert (found.data["n"], found.version) == (29, 30)
+
+
+async def test_login_then_logout_in_flight_together_leave_no_one_logged_in(store: SessionStore) -> None:
+    sessions = Sessions(store, FakeClock(current=1_700_000_000 + secrets.randbelow(10**6)), policy=POLICY)
+    handle = SessionHandle(sessions)
+    await handle.handshake("")
+    await asyncio.gather(handle.login("alice", {"userId": "alice"}), handle.destroy())
+    assert handle.get("userId") == ""
+    assert handle.session.user_id is None
+    found = await store.fetch(handle.token.digest)
+    assert found is not None
+    assert (dict(found.data), found.user_id) == ({}, None)
 
 
 @given(presented=well_formed_tokens)

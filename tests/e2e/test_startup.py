@@ -44,6 +44,11 @@ def test_a_missing_mysql_table_stops_startup_and_names_the_ddl() -> None:
         ("SESSION_IDLE_TTL", "soon"),
         ("SESSION_MAX_BYTES", "-5"),
         ("SESSION_STORE_URL", "postgres://x/y"),
+        ("SESSION_STORE_URL", "sqlite://"),
+        ("SESSION_STORE_URL", "mysql://u:p@127.0.0.1:3306"),
+        ("SESSION_STORE_URL", "mysql://u:p@127.0.0.1:abc/db"),
+        ("SESSION_IDLE_TTL", "inf"),
+        ("SOCKETIO_MESSAGE_QUEUE", "garbage"),
         ("SESSION_TABLE", "x; DROP TABLE y"),
     ],
 )

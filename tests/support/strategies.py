@@ -6,7 +6,7 @@ import string
 
 from hypothesis import strategies as st
 
-from domain.values import JSON, MAX_KEY_CHARS
+from domain.values import JSON, MAX_KEY_CHARS, MAX_VALUE_DEPTH
 
 # Characters that mean something to JSON paths, SQL or LIKE, plus a 4-byte emoji.
 META = "$.\"'[]*\\%-😀"
@@ -28,13 +28,24 @@ scalars = st.one_of(
     st.text(alphabet=_chars, max_size=30),
 )
 
-json_values: st.SearchStrategy[JSON] = st.recursive(
-    scalars,
-    lambda children: st.one_of(
-        st.lists(children, max_size=4),
-        st.dictionaries(st.text(alphabet=_chars, max_size=8), children, max_size=4),
+
+def _nest(depth: int, leaf: JSON) -> JSON:
+    for level in range(depth):
+        leaf = [leaf] if level % 2 else {"k": leaf}
+    return leaf
+
+
+json_values: st.SearchStrategy[JSON] = st.one_of(
+    st.recursive(
+        scalars,
+        lambda children: st.one_of(
+            st.lists(children, max_size=4),
+            st.dictionaries(st.text(alphabet=_chars, max_size=8), children, max_size=4),
+        ),
+        max_leaves=12,
     ),
-    max_leaves=12,
+    # Deep nesting up to the limit every store accepts (domain.values.MAX_VALUE_DEPTH).
+    st.builds(_nest, st.integers(min_value=20, max_value=MAX_VALUE_DEPTH), scalars),
 )
 
 url_safe = string.ascii_letters + string.digits + "-_"

@@ -78,6 +78,15 @@ def test_values_must_be_json() -> None:
             encode(bad)
 
 
+def test_values_may_nest_30_levels_and_no_deeper() -> None:
+    deep: object = 1
+    for _ in range(30):
+        deep = [deep]
+    encode(deep)
+    with pytest.raises(InvalidValue, match="deeper"):
+        encode([deep])
+
+
 def test_size_is_measured_as_compact_utf8_json() -> None:
     check_size({"k": "é" * 10}, max_bytes=len('{"k":""}') + 20)
     with pytest.raises(SessionTooLarge):
