@@ -23,9 +23,10 @@ from pymysql.constants import CLIENT, ER
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential
 
 from adapters.stores.ddl import COLUMNS, check_table_name, ddl, ddl_path, statements
+from adapters.stores.group_commit import ConnectionLost, GroupCommit, Job
+from adapters.stores.rows import FIELDS, insert_values, session_from_row
 from application.errors import SchemaMissing, StoreUnavailable
 from domain.errors import InvalidKey, SessionTooLarge
-from domain.expiry import Deadlines
 from domain.session import Change, Session
 
 log = logging.getLogger("socketio_session.mysql")
@@ -41,20 +42,7 @@ _SHUTTING_DOWN = {1053, 1077, 1078, 1079, 1080}  # server shutdown in progress
 # error is a bug (ours or the server's) and is raised as such, not disguised.
 _UNAVAILABLE = _ROLLED_BACK | _NOT_SENT | _CONNECTION_LOST | _SHUTTING_DOWN
 
-_FIELDS = "data, version, created, last_seen, expires, absolute_expires, user_id"
-_SELECT = f"SELECT {_FIELDS} FROM {{t}} WHERE id = UNHEX(%s)"
-
-
-def _session(row: Sequence[Any]) -> Session:
-    data, version, created, last_seen, expires, absolute, user_id = row
-    return Session(
-        data=json.loads(data),
-        created=created,
-        deadlines=Deadlines(idle=expires, absolute=absolute),
-        last_seen=last_seen,
-        version=version,
-        user_id=user_id,
-    )
+_SELECT = f"SELECT {FIELDS} FROM {{t}} WHERE id = UNHEX(%s)"
 
 
 @frozen
@@ -155,6 +143,7 @@ class MySQLStore:
         self._pool_lock = asyncio.Lock()
         self.retries = 0  # statements retried after a deadlock, lock wait or lost connection
         self._compact: bool | None = None  # JSON_COMPACT on writes (MariaDB); learnt on first write
+        self.group: GroupCommit[Outcome] = GroupCommit(self._run_statement, self._run_batch)
 
     # -- lifecycle ----------------------------------------------------------------
 
@@ -196,7 +185,10 @@ class MySQLStore:
                     autocommit=True,
                     # Affected rows = rows matched, so an UPDATE that changes
                     # nothing still says the session exists (PITFALLS.md).
-                    client_flag=CLIENT.FOUND_ROWS,
+                    # MULTI_STATEMENTS: group commit sends a batch as one transaction
+                    # text. Safe here: every statement is built from placeholders
+                    # and a validated table name only.
+                    client_flag=CLIENT.FOUND_ROWS | CLIENT.MULTI_STATEMENTS,
                     # A JSON_SET that yields NULL must fail, not blank the row.
                     init_command=(
                         "SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION',"
@@ -249,16 +241,50 @@ class MySQLStore:
             if _error_code(exc) == ER.NO_SUCH_TABLE:
                 raise self._schema_missing() from exc
             raise
-        except TimeoutError as exc:
-            raise StoreUnavailable(f"MySQL did not answer within {self.config.operation_timeout} s") from exc
         except (pymysql.err.OperationalError, pymysql.err.InterfaceError, OSError) as exc:
             if isinstance(exc, pymysql.err.OperationalError) and _error_code(exc) not in _UNAVAILABLE:
                 raise
-            c = self.config
-            raise StoreUnavailable(
-                f"MySQL at {c.host}:{c.port} failed: {type(exc).__name__} (error {_error_code(exc)})"
-            ) from exc
+            raise self._unavailable(exc) from exc
         raise AssertionError("unreachable: tenacity either returns or reraises")
+
+    def _unavailable(self, exc: BaseException) -> StoreUnavailable:
+        if isinstance(exc, TimeoutError):
+            return StoreUnavailable(f"MySQL did not answer within {self.config.operation_timeout} s")
+        c = self.config
+        return StoreUnavailable(f"MySQL at {c.host}:{c.port} failed: {type(exc).__name__} (error {_error_code(exc)})")
+
+    async def _run_statement(self, sql: str, params: Sequence[object], idempotent: bool) -> Outcome:
+        return await self._run(sql, params, idempotent=idempotent)
+
+    async def _run_batch(self, jobs: list[Job]) -> list[Outcome]:
+        """Several statements in one transaction and one round trip; see adapters/stores/group_commit.py."""
+        try:
+            async with asyncio.timeout(self.config.operation_timeout):
+                pool = await self._get_pool()
+                conn = await pool.acquire()
+                try:
+                    async with conn.cursor() as cursor:
+                        statements = [cursor.mogrify(job.sql, job.params) for job in jobs]
+                        await cursor.execute(";\n".join(["BEGIN", *statements, "COMMIT"]))
+                        outcomes = []
+                        for _ in jobs:
+                            await cursor.nextset()
+                            outcomes.append(Outcome(cursor.rowcount, [], cursor.lastrowid))
+                        await cursor.nextset()  # the COMMIT
+                        return outcomes
+                except BaseException:
+                    # A refused statement leaves its transaction open: it dies with the connection.
+                    conn.close()
+                    raise
+                finally:
+                    pool.release(conn)
+        except (pymysql.err.OperationalError, pymysql.err.InterfaceError) as exc:
+            code = _error_code(exc)
+            if isinstance(exc, pymysql.err.InterfaceError) or code in _CONNECTION_LOST or code in _SHUTTING_DOWN:
+                raise ConnectionLost(self._unavailable(exc)) from exc
+            raise  # refused, nothing committed: GroupCommit runs each statement alone
+        except (TimeoutError, OSError) as exc:
+            raise ConnectionLost(self._unavailable(exc)) from exc
 
     def _count_retry(self, state: RetryCallState) -> None:
         self.retries += 1
@@ -300,22 +326,14 @@ class MySQLStore:
 
     async def insert(self, digest: bytes, session: Session) -> None:
         try:
-            await self._run(
+            await self.group.submit(
                 f"INSERT INTO {self.table} (id, data, version, created, last_seen, expires, absolute_expires, user_id)"
                 " VALUES (UNHEX(%s), %s, %s, %s, %s, %s, %s, %s)",
-                (
-                    hexkey(digest),
-                    json.dumps(dict(session.data), ensure_ascii=False, separators=(",", ":")),
-                    session.version,
-                    session.created,
-                    session.last_seen,
-                    session.deadlines.expires,
-                    session.deadlines.absolute,
-                    session.user_id,
-                ),
+                (hexkey(digest), *insert_values(session)),
                 # A retry after a lost connection can only meet our own row
                 # (digests of fresh 256-bit tokens do not collide): see below.
                 idempotent=True,
+                key=digest,
             )
         except pymysql.err.IntegrityError as exc:
             if _error_code(exc) != ER.DUP_ENTRY:
@@ -324,17 +342,17 @@ class MySQLStore:
 
     async def fetch(self, digest: bytes) -> Session | None:
         rows = (await self._run(_SELECT.format(t=self.table), (hexkey(digest),), idempotent=True)).rows
-        return _session(rows[0]) if rows else None
+        return session_from_row(rows[0]) if rows else None
 
     async def list_user(self, user_id: str, *, now: float) -> list[tuple[bytes, Session]]:
         rows = (
             await self._run(
-                f"SELECT id, {_FIELDS} FROM {self.table} WHERE user_id = %s AND expires > %s ORDER BY created",
+                f"SELECT id, {FIELDS} FROM {self.table} WHERE user_id = %s AND expires > %s ORDER BY created",
                 (user_id, now),
                 idempotent=True,
             )
         ).rows
-        return [(bytes(row[0]), _session(row[1:])) for row in rows]
+        return [(bytes(row[0]), session_from_row(row[1:])) for row in rows]
 
     async def remove_many(self, digests: Collection[bytes]) -> int:
         unique = sorted(set(digests))
@@ -379,12 +397,13 @@ class MySQLStore:
         # the same way, on `data`. LAST_INSERT_ID(expr) hands the new version
         # back in the OK packet: no second round trip.
         try:
-            outcome = await self._run(
+            outcome = await self.group.submit(
                 f"UPDATE {self.table} SET data = {expression},"
                 " version = IF(LENGTH(data) <= %s, LAST_INSERT_ID(version + 1), NULL),"
                 " last_seen = %s, expires = LEAST(GREATEST(expires, %s), absolute_expires)"
                 " WHERE id = UNHEX(%s) AND expires > %s",
                 (*params, max_bytes, now, idle_deadline, hexkey(digest), now),
+                key=digest,
                 # Deadlocks are retried; a connection lost mid-UPDATE is not, as the
                 # write may have landed: the caller gets StoreUnavailable, not a double write.
                 idempotent=False,
@@ -404,11 +423,12 @@ class MySQLStore:
         return "mariadb" in str(version.rows[0][0]).lower()
 
     async def touch(self, digest: bytes, *, now: float, idle_deadline: float) -> bool:
-        matched = await self._run(
+        matched = await self.group.submit(
             f"UPDATE {self.table} SET last_seen = %s, expires = LEAST(GREATEST(expires, %s), absolute_expires)"
             " WHERE id = UNHEX(%s) AND expires > %s",
             (now, idle_deadline, hexkey(digest), now),
             idempotent=True,
+            key=digest,
         )
         return matched.rowcount > 0
 

@@ -8,7 +8,6 @@ so concurrent writers never lose each other's keys.
 from __future__ import annotations
 
 import asyncio
-import json
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
@@ -20,12 +19,10 @@ import aiosqlite
 from attrs import evolve
 
 from adapters.stores.ddl import check_table_name, ddl
+from adapters.stores.rows import FIELDS, encode_data, insert_values, session_from_row
 from application.errors import StoreUnavailable
-from domain.expiry import Deadlines
 from domain.session import Change, Session
 from domain.values import check_size
-
-_FIELDS = "data, version, created, last_seen, expires, absolute_expires, user_id"
 
 
 def path_from_url(url: str) -> str:
@@ -92,22 +89,11 @@ class SQLiteStore:
         async with db.execute(sql, params) as cursor:
             return await cursor.fetchone()
 
-    def _session(self, row: Sequence[Any]) -> Session:
-        data, version, created, last_seen, expires, absolute, user_id = row
-        return Session(
-            data=json.loads(data),
-            created=created,
-            deadlines=Deadlines(idle=expires, absolute=absolute),
-            last_seen=last_seen,
-            version=version,
-            user_id=user_id,
-        )
-
     async def _save(self, db: aiosqlite.Connection, digest: bytes, session: Session) -> None:
         await db.execute(
             f"UPDATE {self.table} SET data = ?, version = ?, last_seen = ?, expires = ?, user_id = ? WHERE id = ?",
             (
-                json.dumps(dict(session.data), ensure_ascii=False, separators=(",", ":")),
+                encode_data(session.data),
                 session.version,
                 session.last_seen,
                 session.deadlines.idle,
@@ -117,29 +103,20 @@ class SQLiteStore:
         )
 
     async def _live(self, db: aiosqlite.Connection, digest: bytes, now: float) -> Session | None:
-        row = await self._one(db, f"SELECT {_FIELDS} FROM {self.table} WHERE id = ? AND expires > ?", (digest, now))
-        return None if row is None else self._session(row)
+        row = await self._one(db, f"SELECT {FIELDS} FROM {self.table} WHERE id = ? AND expires > ?", (digest, now))
+        return None if row is None else session_from_row(row)
 
     async def insert(self, digest: bytes, session: Session) -> None:
         async with self._transaction() as db:
             await db.execute(
-                f"INSERT INTO {self.table} (id, {_FIELDS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    digest,
-                    json.dumps(dict(session.data), ensure_ascii=False, separators=(",", ":")),
-                    session.version,
-                    session.created,
-                    session.last_seen,
-                    session.deadlines.expires,
-                    session.deadlines.absolute,
-                    session.user_id,
-                ),
+                f"INSERT INTO {self.table} (id, {FIELDS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (digest, *insert_values(session)),
             )
 
     async def fetch(self, digest: bytes) -> Session | None:
         async with self._transaction() as db:
-            row = await self._one(db, f"SELECT {_FIELDS} FROM {self.table} WHERE id = ?", (digest,))
-        return None if row is None else self._session(row)
+            row = await self._one(db, f"SELECT {FIELDS} FROM {self.table} WHERE id = ?", (digest,))
+        return None if row is None else session_from_row(row)
 
     async def write(
         self, digest: bytes, change: Change, *, now: float, idle_deadline: float, max_bytes: int
@@ -190,12 +167,12 @@ class SQLiteStore:
         async with (
             self._transaction() as db,
             db.execute(
-                f"SELECT id, {_FIELDS} FROM {self.table} WHERE user_id = ? AND expires > ? ORDER BY created",
+                f"SELECT id, {FIELDS} FROM {self.table} WHERE user_id = ? AND expires > ? ORDER BY created",
                 (user_id, now),
             ) as cursor,
         ):
             rows = await cursor.fetchall()
-        return [(bytes(row[0]), self._session(row[1:])) for row in rows]
+        return [(bytes(row[0]), session_from_row(row[1:])) for row in rows]
 
     async def remove_many(self, digests: Collection[bytes]) -> int:
         unique = list(set(digests))

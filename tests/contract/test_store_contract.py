@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from adapters.stores.mysql import MySQLStore
 from application.ports import SessionStore
 from domain.errors import SessionTooLarge
 from domain.expiry import ExpiryPolicy
@@ -221,6 +222,24 @@ async def test_concurrent_writers_to_different_keys_never_lose_each_others_key(s
     assert dict(found.data) == {f"k{i}": i for i in range(writers)}
     assert sorted(v for v in versions if v is not None) == list(range(1, writers + 1))
     assert found.version == writers
+    if isinstance(store, MySQLStore):
+        assert store.group.batches > 0  # they went out as group commits
+
+
+async def test_one_refused_write_among_concurrent_ones_fails_alone(store: SessionStore) -> None:
+    """In a group commit, the too-large write gets its own error and the others are stored."""
+    sessions = [digest() for _ in range(6)]
+    for d in sessions:
+        await store.insert(d, new_session())
+    outcomes = await asyncio.gather(
+        *(write(store, d, sets(big="x" * (2000 if i == 3 else 10)), max_bytes=1000) for i, d in enumerate(sessions)),
+        return_exceptions=True,
+    )
+    assert [type(o).__name__ for o in outcomes] == ["int"] * 3 + ["SessionTooLarge"] + ["int"] * 2
+    for i, d in enumerate(sessions):
+        found = await store.fetch(d)
+        assert found is not None
+        assert dict(found.data) == ({} if i == 3 else {"big": "x" * 10})
 
 
 @pytest.mark.parametrize("key", ["-", "-a", "--x", "-😀", "a-b"])

@@ -10,7 +10,7 @@ import signal
 import time
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -196,11 +196,8 @@ async def test_writes_through_one_socket_apply_in_the_order_they_were_sent(share
 
 
 @pytest.fixture
-async def rate_limited(tmp_path: Path) -> AsyncIterator[Deployment]:
-    deployments = _deploy("sqlite", tmp_path, SESSION_HANDSHAKE_LIMIT="3", SESSION_HANDSHAKE_WINDOW="60")
-    deployment = await asyncio.to_thread(next, deployments)
-    yield deployment
-    await asyncio.to_thread(lambda: next(deployments, None))
+def rate_limited(tmp_path: Path) -> Iterator[Deployment]:
+    yield from _deploy("sqlite", tmp_path, SESSION_HANDSHAKE_LIMIT="3", SESSION_HANDSHAKE_WINDOW="60")
 
 
 async def test_get_token_is_rate_limited_per_socket(rate_limited: Deployment) -> None:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from attrs import define
@@ -64,18 +65,22 @@ async def test_a_logout_on_one_process_ends_the_session_on_the_other_at_once(pai
     assert await pair.a.row(token) is None
 
 
-async def test_fifty_writers_per_process_to_distinct_keys_lose_nothing(pair: Pair) -> None:
+async def _fifty_writers_per_process(pair: Pair, payload: Callable[[int], dict[str, Any]]) -> str:
+    """100 sockets on one token, half on each process, each sending one ``demo:set`` at once."""
     async with Client(pair.a.server.url, auth={"token": ""}) as owner:
         token = (await owner.next_token())["token"]
     writers = [Client(server, auth={"token": token}) for server in [pair.a.server.url] * 50 + [pair.b.url] * 50]
     await asyncio.gather(*(w.__aenter__() for w in writers))
     try:
-        acks = await asyncio.gather(
-            *(w.call("demo:set", {"key": f"writer-{i}", "value": i}, timeout=20) for i, w in enumerate(writers))
-        )
+        acks = await asyncio.gather(*(w.call("demo:set", payload(i), timeout=20) for i, w in enumerate(writers)))
     finally:
         await asyncio.gather(*(w.__aexit__() for w in writers))
     assert acks == [{"ok": True}] * 100
+    return str(token)
+
+
+async def test_fifty_writers_per_process_to_distinct_keys_lose_nothing(pair: Pair) -> None:
+    token = await _fifty_writers_per_process(pair, lambda i: {"key": f"writer-{i}", "value": i})
     row = await pair.a.row(token)
     assert row is not None
     assert dict(row.data) == {f"writer-{i}": i for i in range(100)}  # 0 keys lost
@@ -83,17 +88,7 @@ async def test_fifty_writers_per_process_to_distinct_keys_lose_nothing(pair: Pai
 
 
 async def test_fifty_writers_per_process_to_one_key_leave_a_written_value_and_count_every_write(pair: Pair) -> None:
-    async with Client(pair.a.server.url, auth={"token": ""}) as owner:
-        token = (await owner.next_token())["token"]
-    writers = [Client(server, auth={"token": token}) for server in [pair.a.server.url] * 50 + [pair.b.url] * 50]
-    await asyncio.gather(*(w.__aenter__() for w in writers))
-    try:
-        acks = await asyncio.gather(
-            *(w.call("demo:set", {"key": "same", "value": f"from-{i}"}, timeout=20) for i, w in enumerate(writers))
-        )
-    finally:
-        await asyncio.gather(*(w.__aexit__() for w in writers))
-    assert acks == [{"ok": True}] * 100
+    token = await _fifty_writers_per_process(pair, lambda i: {"key": "same", "value": f"from-{i}"})
     row = await pair.a.row(token)
     assert row is not None
     assert row.data["same"] in {f"from-{i}" for i in range(100)}

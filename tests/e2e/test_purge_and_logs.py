@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,13 +17,10 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(params=["sqlite", "mysql"])
-async def purging(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Deployment]:
-    deployments = _deploy(
+def purging(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Deployment]:
+    yield from _deploy(
         str(request.param), tmp_path, SESSION_IDLE_TTL="1", SESSION_ABSOLUTE_TTL="60", SESSION_PURGE_INTERVAL="0.5"
     )
-    deployment = await asyncio.to_thread(next, deployments)
-    yield deployment
-    await asyncio.to_thread(lambda: next(deployments, None))
 
 
 async def test_the_background_task_purges_expired_sessions(purging: Deployment) -> None:
@@ -39,11 +36,8 @@ async def test_the_background_task_purges_expired_sessions(purging: Deployment) 
 
 
 @pytest.fixture(params=["sqlite", "mysql"])
-async def idle(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Deployment]:
-    deployments = _deploy(str(request.param), tmp_path, SESSION_IDLE_TTL="1", SESSION_PURGE_INTERVAL="0")
-    deployment = await asyncio.to_thread(next, deployments)
-    yield deployment
-    await asyncio.to_thread(lambda: next(deployments, None))
+def idle(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Deployment]:
+    yield from _deploy(str(request.param), tmp_path, SESSION_IDLE_TTL="1", SESSION_PURGE_INTERVAL="0")
 
 
 async def test_the_cli_purges_in_batches_and_keeps_live_sessions(idle: Deployment) -> None:
@@ -62,11 +56,8 @@ async def test_the_cli_purges_in_batches_and_keeps_live_sessions(idle: Deploymen
 
 
 @pytest.fixture
-async def chatty(tmp_path: Path) -> AsyncIterator[Deployment]:
-    deployments = _deploy("mysql", tmp_path, SESSION_IDLE_TTL="1", SESSION_HANDSHAKE_LIMIT="6")
-    deployment = await asyncio.to_thread(next, deployments)
-    yield deployment
-    await asyncio.to_thread(lambda: next(deployments, None))
+def chatty(tmp_path: Path) -> Iterator[Deployment]:
+    yield from _deploy("mysql", tmp_path, SESSION_IDLE_TTL="1", SESSION_HANDSHAKE_LIMIT="6")
 
 
 async def test_a_full_run_logs_every_lifecycle_event_and_no_token(chatty: Deployment) -> None:

@@ -1,0 +1,45 @@
+"""How a session maps to a row, shared by the SQL stores."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from domain.expiry import Deadlines
+from domain.session import Session
+from domain.values import JSON
+
+FIELDS = "data, version, created, last_seen, expires, absolute_expires, user_id"
+"""The columns :func:`session_from_row` reads, in its order."""
+
+
+def encode_data(data: Mapping[str, JSON]) -> str:
+    """The ``data`` column: the session as compact JSON."""
+    return json.dumps(dict(data), ensure_ascii=False, separators=(",", ":"))
+
+
+def session_from_row(row: Sequence[Any]) -> Session:
+    """A session from the columns named in :data:`FIELDS`."""
+    data, version, created, last_seen, expires, absolute, user_id = row
+    return Session(
+        data=json.loads(data),
+        created=created,
+        deadlines=Deadlines(idle=expires, absolute=absolute),
+        last_seen=last_seen,
+        version=version,
+        user_id=user_id,
+    )
+
+
+def insert_values(session: Session) -> tuple[object, ...]:
+    """The values of :data:`FIELDS` for a new row, in order."""
+    return (
+        encode_data(session.data),
+        session.version,
+        session.created,
+        session.last_seen,
+        session.deadlines.expires,
+        session.deadlines.absolute,
+        session.user_id,
+    )
