@@ -126,9 +126,7 @@ class SessionHandle:
         )
         if version is None:
             self._end(token, "write to ended session")
-        self._session = evolve(
-            session.with_change(change, now, sessions.policy.slide(session.deadlines, now)), version=version
-        )
+        self._session = session.with_change(change, now, sessions.policy.slide(session.deadlines, now), version)
 
     async def _rotate(self) -> tuple[Token, Handshake]:
         """Move the live session to a fresh token; the caller holds the lock. Returns the old token."""

@@ -13,7 +13,8 @@ from domain.values import JSON
 
 
 def _freeze(data: Mapping[str, JSON]) -> Mapping[str, JSON]:
-    return MappingProxyType(dict(data))
+    # A read-only view is kept as it is: every one we make wraps a dict of its own.
+    return data if isinstance(data, MappingProxyType) else MappingProxyType(dict(data))
 
 
 @frozen
@@ -57,12 +58,12 @@ class Session:
     def expires(self) -> float:
         return self.deadlines.expires
 
-    def with_change(self, change: Change, now: float, deadlines: Deadlines) -> Session:
-        """This session after ``change`` was written at ``now``."""
+    def with_change(self, change: Change, now: float, deadlines: Deadlines, version: int | None = None) -> Session:
+        """This session after ``change`` was written at ``now`` (as write number ``version``)."""
         return evolve(
             self,
-            data=change.apply(self.data),
-            version=self.version + 1,
+            data=MappingProxyType(change.apply(self.data)),
+            version=self.version + 1 if version is None else version,
             deadlines=deadlines,
             last_seen=now,
         )

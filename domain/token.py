@@ -7,6 +7,7 @@ import hashlib
 import re
 import secrets
 from collections.abc import Callable
+from functools import cached_property
 
 from attrs import field, frozen
 
@@ -52,7 +53,7 @@ class Token:
             raise MalformedToken("a token is a string")
         return cls(presented)
 
-    @property
+    @cached_property
     def digest(self) -> bytes:
         """SHA-256 of the token: the only form the store ever sees.
 
