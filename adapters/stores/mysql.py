@@ -24,6 +24,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 
 from adapters.stores.ddl import COLUMNS, check_table_name, ddl, ddl_path, statements
 from adapters.stores.group_commit import ConnectionLost, GroupCommit, Job
+from adapters.stores.read_batch import ReadBatcher
 from adapters.stores.rows import FIELDS, insert_values, session_from_row
 from application.errors import SchemaMissing, StoreUnavailable
 from domain.errors import InvalidKey, SessionTooLarge
@@ -144,6 +145,7 @@ class MySQLStore:
         self.retries = 0  # statements retried after a deadlock, lock wait or lost connection
         self._compact: bool | None = None  # JSON_COMPACT on writes (MariaDB); learnt on first write
         self.group: GroupCommit[Outcome] = GroupCommit(self._run_statement, self._run_batch)
+        self.reads: ReadBatcher[Session] = ReadBatcher(self._fetch_many)
 
     # -- lifecycle ----------------------------------------------------------------
 
@@ -352,8 +354,21 @@ class MySQLStore:
             # Our first attempt landed before the connection died.
 
     async def fetch(self, digest: bytes) -> Session | None:
-        rows = (await self._run(_SELECT.format(t=self.table), (hexkey(digest),), idempotent=True)).rows
-        return session_from_row(rows[0]) if rows else None
+        return await self.reads.get(digest)
+
+    async def _fetch_many(self, digests: Sequence[bytes]) -> dict[bytes, Session]:
+        if len(digests) == 1:
+            rows = (await self._run(_SELECT.format(t=self.table), (hexkey(digests[0]),), idempotent=True)).rows
+            return {digests[0]: session_from_row(rows[0])} if rows else {}
+        placeholders = ", ".join(["UNHEX(%s)"] * len(digests))
+        rows = (
+            await self._run(
+                f"SELECT id, {FIELDS} FROM {self.table} WHERE id IN ({placeholders})",
+                [hexkey(d) for d in digests],
+                idempotent=True,
+            )
+        ).rows
+        return {bytes(row[0]): session_from_row(row[1:]) for row in rows}
 
     async def list_user(self, user_id: str, *, now: float) -> list[tuple[bytes, Session]]:
         rows = (

@@ -52,6 +52,22 @@ async def test_an_unknown_digest_has_no_session(store: SessionStore) -> None:
     assert await store.fetch(digest()) is None
 
 
+async def test_concurrent_lookups_each_get_their_own_session(store: SessionStore) -> None:
+    known = [digest() for _ in range(30)]
+    for i, d in enumerate(known):
+        await store.insert(d, new_session(NOW + i))
+    unknown = [digest() for _ in range(5)]
+    asked = known + unknown + known[:3]  # duplicates too
+    found = await asyncio.gather(*(store.fetch(d) for d in asked))
+    assert [s.created if s else None for s in found] == [NOW + i for i in range(30)] + [None] * 5 + [
+        NOW,
+        NOW + 1,
+        NOW + 2,
+    ]
+    if isinstance(store, MySQLStore):
+        assert store.reads.batches > 0  # they went out as one SELECT ... IN (...)
+
+
 async def test_binary_digests_of_every_byte_value_are_distinct_keys(store: SessionStore) -> None:
     # Digests full of 0x00, 0x27 ('), 0x5c (\) and high bytes: what breaks naive byte binding.
     digests = [bytes([b]) * 32 for b in (0x00, 0x27, 0x5C, 0x22, 0xFF, 0x80)]
