@@ -13,7 +13,7 @@ from application.handshake import Handshake, Sessions, Status
 from domain.errors import InvalidValue, SessionTooLarge
 from domain.session import Change, Session
 from domain.token import Token
-from domain.values import JSON, check_key, encode
+from domain.values import JSON, check_key, check_user_id, encode
 
 Rebound = Callable[[Handshake], Awaitable[None]]
 """Called after the handle moved to another token (rotated, or a fresh session)."""
@@ -128,19 +128,29 @@ class SessionHandle:
             self._end(token, "write to ended session")
         self._session = session.with_change(change, now, sessions.policy.slide(session.deadlines, now), version)
 
-    async def _rotate(self) -> tuple[Token, Handshake]:
-        """Move the live session to a fresh token; the caller holds the lock. Returns the old token."""
-        token, session = self._require_live()
+    async def _rotate(self, change: Change | None = None, user_id: str | None = None) -> tuple[Token, Handshake]:
+        """Move the live session to a fresh token (writing ``change``, recording ``user_id``).
+
+        One store call, so it lands whole or not at all. The caller holds the
+        lock. Returns the old token and the new binding.
+        """
+        token, _ = self._require_live()
         sessions = self._sessions
         now = sessions.clock.now()
         new = sessions.new_token()
-        if not await sessions.store.rename(
-            token.digest, new.digest, now=now, idle_deadline=sessions.policy.idle_deadline(now)
-        ):
+        moved = await sessions.store.rename(
+            token.digest,
+            new.digest,
+            now=now,
+            idle_deadline=sessions.policy.idle_deadline(now),
+            max_bytes=sessions.max_bytes,
+            change=change,
+            user_id=user_id,
+        )
+        if moved is None:
             self._end(token, "rotation of ended session")
         sessions.audit("rotated", new, previous=sessions.fingerprint(token))
-        deadlines = sessions.policy.slide(session.deadlines, now)
-        result = Handshake(new, evolve(session, deadlines=deadlines, last_seen=now), Status.ROTATED)
+        result = Handshake(new, moved, Status.ROTATED)
         self._bind(result)
         return token, result
 
@@ -158,16 +168,21 @@ class SessionHandle:
         async with self._lock:
             return await self._reload()
 
-    async def require(self, *keys: str) -> None:
+    async def require(self, *keys: str, user: bool = False) -> None:
         """The guard for secured operations: fresh from the store, live, with ``keys`` set.
 
-        Raises :class:`SessionEnded` when the session ended anywhere (destroyed,
-        rotated, expired) and :class:`SessionKeyMissing` when a key is absent.
+        With ``user=True`` the session must also have an owner recorded by
+        :meth:`login`, which only the server can set (a data key can be written
+        by any code that calls :meth:`set`). Raises :class:`SessionEnded` when
+        the session ended anywhere (destroyed, rotated, expired) and
+        :class:`SessionKeyMissing` when a key or the owner is absent.
         """
         async with self._lock:
             if not await self._reload():
                 raise SessionEnded("the session has ended")
             missing = [key for key in keys if key not in self.session.data]
+            if user and self.session.user_id is None:
+                missing.append("a logged-in user")
             if missing:
                 raise SessionKeyMissing(f"session lacks {', '.join(missing)}")
 
@@ -215,25 +230,21 @@ class SessionHandle:
         return True
 
     async def login(self, user_id: str, values: Mapping[str, JSON] | None = None) -> Token:
-        """Rotate the token, record ``user_id`` as the owner and store ``values``, as one step.
+        """Log in: a new token, ``user_id`` recorded as the owner, ``values`` stored, in one step.
 
-        Nothing queued behind it (a logout, say) can land between the parts.
+        It lands whole or not at all (a login that would make the session too
+        large changes nothing, the token included), and nothing queued behind
+        it (a logout, say) can land between its parts.
         """
+        user_id = check_user_id(user_id)
         change = self._change(values or {})
+        self._require_bound()
+        self._precheck(change)
         async with self._lock:
-            old, _ = await self._rotate()
-            sessions = self._sessions
-            token, session = self._require_live()
-            now = sessions.clock.now()
-            if not await sessions.store.set_user(token.digest, user_id, now=now):
-                self._end(token, "login on ended session")
-            self._session = evolve(session, user_id=user_id)
-            if change.sets:
-                await self._apply(change)
-            result = Handshake(token, self.session, Status.ROTATED)
+            old, result = await self._rotate(change, user_id)
         await self._announce(result)
-        await sessions.announce_ended({old.digest})
-        return token
+        await self._sessions.announce_ended({old.digest})
+        return result.token
 
     # -- internals --------------------------------------------------------------
 

@@ -53,8 +53,25 @@ class SessionStore(Protocol):
         """Extend a live session's idle deadline; False when it is not live at ``now``."""
         ...
 
-    async def rename(self, old: bytes, new: bytes, *, now: float, idle_deadline: float) -> bool:
-        """Move a live session from ``old`` to ``new`` (touching it); False when not live."""
+    async def rename(
+        self,
+        old: bytes,
+        new: bytes,
+        *,
+        now: float,
+        idle_deadline: float,
+        max_bytes: int,
+        change: Change | None = None,
+        user_id: str | None = None,
+    ) -> Session | None:
+        """Move a live session from ``old`` to ``new`` in one atomic step, touching it.
+
+        In the same step, apply ``change`` (a write: the version counts it) and
+        record ``user_id`` as the owner when given. Returns the session as
+        stored under ``new``, or None when ``old`` is not live at ``now``
+        (nothing changes then). Raises :class:`domain.errors.SessionTooLarge`,
+        changing nothing, when ``change`` would exceed ``max_bytes``.
+        """
         ...
 
     async def set_user(self, digest: bytes, user_id: str | None, *, now: float) -> bool:

@@ -31,6 +31,18 @@ def check_key(key: object) -> str:
     return key
 
 
+MAX_USER_ID_CHARS = 191  # VARCHAR(191): the longest utf8mb4 key InnoDB indexes everywhere
+
+
+def check_user_id(user_id: object) -> str:
+    """``user_id`` if the stores can keep and index it, else :class:`InvalidValue`."""
+    if not isinstance(user_id, str) or not user_id or len(user_id) > MAX_USER_ID_CHARS:
+        raise InvalidValue(f"a user id is a string of 1 to {MAX_USER_ID_CHARS} characters")
+    if "\x00" in user_id or any(0xD800 <= ord(ch) <= 0xDFFF for ch in user_id):
+        raise InvalidValue("a user id cannot contain NUL or lone surrogates")
+    return user_id
+
+
 def _depth(value: object) -> int:
     """How many arrays/objects deep ``value`` nests (0 for a scalar), without recursion."""
     deepest, stack = 0, [(value, 0)]

@@ -13,7 +13,7 @@ from typing import Any
 
 import socketio
 
-from adapters.socketio import SocketSessions
+from adapters.socketio import SocketSessions, packet_json
 from adapters.socketio.relay import RedisRelay
 from application.errors import SchemaMissing, StoreUnavailable
 from application.purge import purge_periodically
@@ -36,6 +36,7 @@ def create_app(settings: Settings) -> Any:
         client_manager=manager,
         # A message may carry one session's worth of data and some framing; nothing bigger.
         max_http_buffer_size=2 * settings.session_max_bytes + 4096,
+        json=packet_json,
     )
     transport = SocketSessions(
         sio,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import socketio
@@ -17,8 +19,19 @@ def _field(payload: Any, name: str, kinds: tuple[type, ...]) -> Any:
     return payload[name]
 
 
+def _one_payload(handler: Callable[[str, Any], Awaitable[dict[str, Any]]]) -> Callable[..., Awaitable[dict[str, Any]]]:
+    """Each demo event takes one payload (or none); more arguments are a malformed event."""
+
+    @functools.wraps(handler)
+    async def run(sid: str, *args: Any) -> dict[str, Any]:
+        if len(args) > 1:
+            raise InvalidPayload("expected one payload")
+        return await handler(sid, args[0] if args else None)
+
+    return run
+
+
 def register_demo_events(sio: socketio.AsyncServer, sessions: SocketSessions) -> None:
-    @sessions.replies
     async def login(sid: str, payload: Any = None) -> dict[str, Any]:
         user_id = _field(payload, "userId", (str, int))
         if isinstance(user_id, bool) or str(user_id) == "":
@@ -27,17 +40,14 @@ def register_demo_events(sio: socketio.AsyncServer, sessions: SocketSessions) ->
         await sessions.handle(sid).login(str(user_id), {"userId": user_id})
         return {"ok": True}
 
-    @sessions.replies
-    @sessions.guarded("userId")
+    @sessions.guarded("userId", user=True)  # the owner only login records, not a key anyone could set
     async def secured(sid: str, payload: Any = None) -> dict[str, Any]:
         return {"ok": True, "userId": sessions.handle(sid).get("userId")}
 
-    @sessions.replies
     async def logout(sid: str, payload: Any = None) -> dict[str, Any]:
         await sessions.handle(sid).destroy()
         return {"ok": True}
 
-    @sessions.replies
     async def demo_set(sid: str, payload: Any = None) -> dict[str, Any]:
         key = _field(payload, "key", (str,))
         if "value" not in payload:
@@ -45,7 +55,6 @@ def register_demo_events(sio: socketio.AsyncServer, sessions: SocketSessions) ->
         await sessions.handle(sid).set(key, payload["value"])
         return {"ok": True}
 
-    @sessions.replies
     async def demo_get(sid: str, payload: Any = None) -> dict[str, Any]:
         key = _field(payload, "key", (str,))
         return {"ok": True, "value": sessions.handle(sid).get(key)}
@@ -56,8 +65,7 @@ def register_demo_events(sio: socketio.AsyncServer, sessions: SocketSessions) ->
             raise SessionKeyMissing("the session has no user: log in first")
         return user_id
 
-    @sessions.replies
-    @sessions.guarded("userId")
+    @sessions.guarded(user=True)
     async def list_sessions(sid: str, payload: Any = None) -> dict[str, Any]:
         handle = sessions.handle(sid)
         found = await list_user_sessions(sessions.sessions, owner(sid), current=handle.token)
@@ -69,20 +77,17 @@ def register_demo_events(sio: socketio.AsyncServer, sessions: SocketSessions) ->
             ],
         }
 
-    @sessions.replies
-    @sessions.guarded("userId")
+    @sessions.guarded(user=True)
     async def end_session(sid: str, payload: Any = None) -> dict[str, Any]:
         target = _field(payload, "id", (str,))
         return {"ok": True, "ended": await end_user_sessions(sessions.sessions, owner(sid), only=target)}
 
-    @sessions.replies
-    @sessions.guarded("userId")
+    @sessions.guarded(user=True)
     async def end_other_sessions(sid: str, payload: Any = None) -> dict[str, Any]:
         keep = sessions.handle(sid).token
         return {"ok": True, "ended": await end_user_sessions(sessions.sessions, owner(sid), keep=keep)}
 
-    @sessions.replies
-    @sessions.guarded("userId")
+    @sessions.guarded(user=True)
     async def end_all_sessions(sid: str, payload: Any = None) -> dict[str, Any]:
         return {"ok": True, "ended": await end_user_sessions(sessions.sessions, owner(sid))}
 
@@ -98,4 +103,5 @@ def register_demo_events(sio: socketio.AsyncServer, sessions: SocketSessions) ->
         "demo:set": demo_set,
         "demo:get": demo_get,
     }.items():
-        sio.on(event, handler)
+        # Errors go back by name (SessionError) or as InternalError, never as text.
+        sio.on(event, sessions.replies(_one_payload(handler)))

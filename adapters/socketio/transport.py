@@ -126,18 +126,19 @@ class SocketSessions:
 
     # -- decorators for application handlers ---------------------------------------------
 
-    def guarded(self, *keys: str) -> Callable[[Handler], Handler]:
+    def guarded(self, *keys: str, user: bool = False) -> Callable[[Handler], Handler]:
         """Refuse the event unless the socket's session is live (checked in the store) and has ``keys``.
 
-        A refused event is acknowledged with ``{ok: false, error: "<ErrorName>"}``
-        and the handler does not run.
+        ``user=True`` also needs an owner recorded by ``login``. A refused event
+        is acknowledged with ``{ok: false, error: "<ErrorName>"}`` and the
+        handler does not run.
         """
 
         def decorate(handler: Handler) -> Handler:
             @functools.wraps(handler)
             async def run(sid: str, *args: Any) -> Any:
                 try:
-                    await self.handle(sid).require(*keys)
+                    await self.handle(sid).require(*keys, user=user)
                 except SessionError as exc:
                     return error_reply(exc)
                 return await handler(sid, *args)

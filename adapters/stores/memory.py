@@ -6,6 +6,7 @@ from collections.abc import Callable, Collection
 
 from attrs import evolve
 
+from adapters.stores.rows import moved_session
 from domain.session import Change, Session
 from domain.values import check_size
 
@@ -50,11 +51,24 @@ class MemoryStore:
         self.sessions[digest] = evolve(session, deadlines=session.deadlines.extended(idle_deadline), last_seen=now)
         return True
 
-    async def rename(self, old: bytes, new: bytes, *, now: float, idle_deadline: float) -> bool:
-        if not await self.touch(old, now=now, idle_deadline=idle_deadline):
-            return False
-        self.sessions[new] = self.sessions.pop(old)
-        return True
+    async def rename(
+        self,
+        old: bytes,
+        new: bytes,
+        *,
+        now: float,
+        idle_deadline: float,
+        max_bytes: int,
+        change: Change | None = None,
+        user_id: str | None = None,
+    ) -> Session | None:
+        session = self._live(old, now)
+        if session is None:
+            return None
+        moved = moved_session(session, now, idle_deadline, max_bytes, change, user_id)
+        del self.sessions[old]
+        self.sessions[new] = moved
+        return moved
 
     async def set_user(self, digest: bytes, user_id: str | None, *, now: float) -> bool:
         session = self._live(digest, now)

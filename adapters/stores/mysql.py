@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -44,6 +45,19 @@ _SHUTTING_DOWN = {1053, 1077, 1078, 1079, 1080}  # server shutdown in progress
 _UNAVAILABLE = _ROLLED_BACK | _NOT_SENT | _CONNECTION_LOST | _SHUTTING_DOWN
 
 _SELECT = f"SELECT {FIELDS} FROM {{t}} WHERE id = UNHEX(%s)"
+
+
+@contextmanager
+def _refusals(max_bytes: int) -> Iterator[None]:
+    """Turn strict mode's refusal of a NULL column (see write()) into the named error."""
+    try:
+        yield
+    except pymysql.err.IntegrityError as exc:
+        if _error_code(exc) != ER.BAD_NULL_ERROR:
+            raise
+        if "'data'" in str(exc):
+            raise InvalidKey("the session store cannot address one of these keys") from None
+        raise SessionTooLarge(f"the session would exceed {max_bytes} bytes") from None
 
 
 @frozen
@@ -408,13 +422,7 @@ class MySQLStore:
     async def write(
         self, digest: bytes, change: Change, *, now: float, idle_deadline: float, max_bytes: int
     ) -> int | None:
-        expression, params = self._data_expression(change)
-        if self._compact is None:
-            self._compact = await self._is_mariadb()
-        if self._compact:
-            # MariaDB re-spaces what its JSON functions return; compacting keeps
-            # the stored text, and so the size limit, the same as the other stores'.
-            expression = f"JSON_COMPACT({expression})"
+        expression, params = await self._new_data(change)
         # One UPDATE, evaluated left to right: `data` takes its new value, then
         # `version` checks that value's size. A session that would be too big
         # sets version to NULL, which strict mode refuses (error 1048), so the
@@ -422,7 +430,7 @@ class MySQLStore:
         # server cannot address makes the JSON function return NULL: refused
         # the same way, on `data`. LAST_INSERT_ID(expr) hands the new version
         # back in the OK packet: no second round trip.
-        try:
+        with _refusals(max_bytes):
             outcome = await self.group.submit(
                 f"UPDATE {self.table} SET data = {expression},"
                 " version = IF(LENGTH(data) <= %s, LAST_INSERT_ID(version + 1), NULL),"
@@ -434,15 +442,20 @@ class MySQLStore:
                 # write may have landed: the caller gets StoreUnavailable, not a double write.
                 idempotent=False,
             )
-        except pymysql.err.IntegrityError as exc:
-            if _error_code(exc) != ER.BAD_NULL_ERROR:
-                raise
-            if "'data'" in str(exc):
-                raise InvalidKey("the session store cannot address one of these keys") from None
-            raise SessionTooLarge(f"the session would exceed {max_bytes} bytes") from None
         if outcome.rowcount and outcome.last_id is not None:
             return outcome.last_id
         return None  # no live session under this digest
+
+    async def _new_data(self, change: Change) -> tuple[str, list[object]]:
+        """The SQL expression of the ``data`` column after ``change``, and its parameters."""
+        expression, params = self._data_expression(change)
+        if self._compact is None:
+            self._compact = await self._is_mariadb()
+        if self._compact:
+            # MariaDB re-spaces what its JSON functions return; compacting keeps
+            # the stored text, and so the size limit, the same as the other stores'.
+            expression = f"JSON_COMPACT({expression})"
+        return expression, params
 
     async def _is_mariadb(self) -> bool:
         version = await self._run("SELECT VERSION()", (), idempotent=True)
@@ -458,18 +471,38 @@ class MySQLStore:
         )
         return matched.rowcount > 0
 
-    async def rename(self, old: bytes, new: bytes, *, now: float, idle_deadline: float) -> bool:
-        matched = await self._run(
-            f"UPDATE {self.table} SET id = UNHEX(%s), last_seen = %s,"
-            " expires = LEAST(GREATEST(expires, %s), absolute_expires)"
-            " WHERE id = UNHEX(%s) AND expires > %s",
-            (hexkey(new), now, idle_deadline, hexkey(old), now),
-            idempotent=True,
-        )
-        if matched.rowcount:
-            return True
-        # After a retry the first attempt may already have moved the row.
-        return await self.fetch(new) is not None
+    async def rename(
+        self,
+        old: bytes,
+        new: bytes,
+        *,
+        now: float,
+        idle_deadline: float,
+        max_bytes: int,
+        change: Change | None = None,
+        user_id: str | None = None,
+    ) -> Session | None:
+        assignments: list[str] = ["id = UNHEX(%s)"]
+        params: list[object] = [hexkey(new)]
+        if change is not None and (change.sets or change.deletes or change.clear):
+            expression, data_params = await self._new_data(change)
+            # Left to right, as in write(): a session grown too big sets version NULL.
+            assignments += [f"data = {expression}", "version = IF(LENGTH(data) <= %s, version + 1, NULL)"]
+            params += [*data_params, max_bytes]
+        if user_id is not None:
+            assignments.append("user_id = %s")
+            params.append(user_id)
+        assignments += ["last_seen = %s", "expires = LEAST(GREATEST(expires, %s), absolute_expires)"]
+        params += [now, idle_deadline, hexkey(old), now]
+        with _refusals(max_bytes):
+            # One statement: the move, the write and the owner land together or not at all.
+            # Repeating it after a lost connection is safe: the old id is gone once it landed.
+            await self._run(
+                f"UPDATE {self.table} SET {', '.join(assignments)} WHERE id = UNHEX(%s) AND expires > %s",
+                params,
+                idempotent=True,
+            )
+        return await self.fetch(new)
 
     async def set_user(self, digest: bytes, user_id: str | None, *, now: float) -> bool:
         matched = await self._run(

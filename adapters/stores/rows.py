@@ -6,9 +6,11 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from attrs import evolve
+
 from domain.expiry import Deadlines
-from domain.session import Session
-from domain.values import JSON
+from domain.session import Change, Session
+from domain.values import JSON, check_size
 
 FIELDS = "data, version, created, last_seen, expires, absolute_expires, user_id"
 """The columns :func:`session_from_row` reads, in its order."""
@@ -43,3 +45,18 @@ def insert_values(session: Session) -> tuple[object, ...]:
         session.deadlines.absolute,
         session.user_id,
     )
+
+
+def moved_session(
+    session: Session, now: float, idle_deadline: float, max_bytes: int, change: Change | None, user_id: str | None
+) -> Session:
+    """``session`` after a rename at ``now``: touched, ``change`` written, ``user_id`` recorded.
+
+    For the stores that compute it in Python; raises SessionTooLarge.
+    """
+    deadlines = session.deadlines.extended(idle_deadline)
+    if change is not None and (change.sets or change.deletes or change.clear):
+        session = session.with_change(change, now, deadlines)
+        check_size(session.data, max_bytes)
+    session = evolve(session, deadlines=deadlines, last_seen=now)
+    return session if user_id is None else evolve(session, user_id=user_id)

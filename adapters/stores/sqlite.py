@@ -19,7 +19,7 @@ import aiosqlite
 from attrs import evolve
 
 from adapters.stores.ddl import check_table_name, ddl
-from adapters.stores.rows import FIELDS, encode_data, insert_values, session_from_row
+from adapters.stores.rows import FIELDS, encode_data, insert_values, moved_session, session_from_row
 from application.errors import StoreUnavailable
 from domain.session import Change, Session
 from domain.values import check_size
@@ -140,16 +140,25 @@ class SQLiteStore:
             )
             return True
 
-    async def rename(self, old: bytes, new: bytes, *, now: float, idle_deadline: float) -> bool:
+    async def rename(
+        self,
+        old: bytes,
+        new: bytes,
+        *,
+        now: float,
+        idle_deadline: float,
+        max_bytes: int,
+        change: Change | None = None,
+        user_id: str | None = None,
+    ) -> Session | None:
         async with self._transaction() as db:
             session = await self._live(db, old, now)
             if session is None:
-                return False
-            await self._save(
-                db, old, evolve(session, deadlines=session.deadlines.extended(idle_deadline), last_seen=now)
-            )
+                return None
+            moved = moved_session(session, now, idle_deadline, max_bytes, change, user_id)  # raises: rolled back
+            await self._save(db, old, moved)
             await db.execute(f"UPDATE {self.table} SET id = ? WHERE id = ?", (new, old))
-            return True
+            return moved
 
     async def set_user(self, digest: bytes, user_id: str | None, *, now: float) -> bool:
         async with self._transaction() as db:

@@ -115,7 +115,7 @@ async def test_an_expired_session_is_never_revived_by_a_write_a_touch_or_a_renam
     late = NOW + 100  # exactly at the idle deadline: over
     assert await write(store, d, sets(a=1), now=late) is None
     assert not await store.touch(d, now=late, idle_deadline=POLICY.idle_deadline(late))
-    assert not await store.rename(d, digest(), now=late, idle_deadline=POLICY.idle_deadline(late))
+    assert not await store.rename(d, digest(), now=late, idle_deadline=POLICY.idle_deadline(late), max_bytes=MAX)
     assert not await store.set_user(d, "u", now=late)
     assert await store.fetch(d) == new_session()
 
@@ -168,7 +168,7 @@ async def test_touch_and_rename_never_pass_the_absolute_deadline(store: SessionS
     found = await store.fetch(d)
     assert found is not None
     assert found.deadlines.idle == found.deadlines.absolute == NOW + 1000
-    assert await store.rename(d, moved, now=late + 10, idle_deadline=late + 110)
+    assert await store.rename(d, moved, now=late + 10, idle_deadline=late + 110, max_bytes=MAX)
     found = await store.fetch(moved)
     assert found is not None
     assert found.deadlines.idle == NOW + 1000
@@ -199,12 +199,37 @@ async def test_rename_moves_the_session_and_kills_the_old_digest(store: SessionS
     old, new = digest(), digest()
     await store.insert(old, new_session())
     await write(store, old, sets(k="v"))
-    assert await store.rename(old, new, now=NOW + 1, idle_deadline=POLICY.idle_deadline(NOW + 1))
+    moved = await store.rename(old, new, now=NOW + 1, idle_deadline=POLICY.idle_deadline(NOW + 1), max_bytes=MAX)
+    assert moved is not None
     assert await store.fetch(old) is None
     assert await write(store, old, sets(k="w")) is None
-    found = await store.fetch(new)
-    assert found is not None
-    assert found.data == {"k": "v"}
+    assert await store.fetch(new) == moved
+    assert (dict(moved.data), moved.version, moved.last_seen) == ({"k": "v"}, 1, NOW + 1)
+
+
+async def test_a_login_rename_writes_and_records_the_owner_in_the_same_step(store: SessionStore) -> None:
+    old, new = digest(), digest()
+    await store.insert(old, new_session())
+    await write(store, old, sets(k="v"))
+    moved = await store.rename(
+        old, new, now=NOW + 1, idle_deadline=NOW + 101, max_bytes=MAX, change=sets(userId="alice"), user_id="alice"
+    )
+    assert moved is not None
+    assert (dict(moved.data), moved.version, moved.user_id) == ({"k": "v", "userId": "alice"}, 2, "alice")
+    assert await store.fetch(new) == moved
+
+
+async def test_a_rename_whose_write_does_not_fit_changes_nothing(store: SessionStore) -> None:
+    old, new = digest(), digest()
+    await store.insert(old, new_session())
+    await write(store, old, sets(fill="x" * 900), max_bytes=1000)
+    before = await store.fetch(old)
+    with pytest.raises(SessionTooLarge):
+        await store.rename(
+            old, new, now=NOW + 1, idle_deadline=NOW + 101, max_bytes=1000, change=sets(userId="y" * 200), user_id="u"
+        )
+    assert await store.fetch(old) == before  # the old token still works, nothing moved
+    assert await store.fetch(new) is None
 
 
 async def test_remove_deletes_only_that_session(store: SessionStore) -> None:

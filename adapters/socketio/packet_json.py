@@ -1,0 +1,40 @@
+"""The JSON codec for Socket.IO packets: pass it as ``AsyncServer(json=...)``.
+
+python-engineio's codec refuses integers of more than 100 digits (parsing them
+costs quadratic time) by raising inside the packet decoder: the whole packet
+is dropped, the client never gets an answer, and a traceback is logged. Here
+such a number is parsed into :class:`OversizedInteger` instead, a value that
+is not JSON to us, so the event runs and is refused by name (``InvalidValue``
+for a write, ``invalid`` for a token), as any other bad value is. Nothing else
+changes.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+MAX_INTEGER_DIGITS = 100  # python-engineio's own bound
+
+dumps = json.dumps
+
+
+class OversizedInteger:
+    """An integer literal too long to parse safely; it cannot be stored or echoed."""
+
+    __slots__ = ("digits",)
+
+    def __init__(self, text: str) -> None:
+        self.digits = len(text)
+
+    def __repr__(self) -> str:
+        return f"OversizedInteger({self.digits} digits)"
+
+
+def _parse_int(text: str) -> int | OversizedInteger:
+    return OversizedInteger(text) if len(text) > MAX_INTEGER_DIGITS else int(text)
+
+
+def loads(text: str | bytes, **options: Any) -> Any:
+    options.setdefault("parse_int", _parse_int)
+    return json.loads(text, **options)
