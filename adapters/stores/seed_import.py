@@ -32,7 +32,7 @@ from adapters.stores.mysql import MySQLStore, hexkey
 from application.errors import SchemaMissing
 from domain.errors import InvalidValue, MalformedToken
 from domain.token import Token
-from domain.values import encode
+from domain.values import check_user_id, encode
 
 OLD_COLUMNS = ("sessionId", "expires", "data")
 
@@ -66,6 +66,7 @@ class Converted:
     hex_id: str
     data: str
     expires: float
+    user_id: str | None = None
 
     @property
     def size(self) -> int:
@@ -154,10 +155,28 @@ def convert(
         stored = encode(parsed)
     except InvalidValue:
         return Skip.BAD_DATA
-    converted = Converted(hex_id=hexkey(token.digest), data=stored, expires=min(float(expires), now + absolute_ttl))
+    converted = Converted(
+        hex_id=hexkey(token.digest),
+        data=stored,
+        expires=min(float(expires), now + absolute_ttl),
+        user_id=_owner(parsed.get("userId")),
+    )
     if converted.size > max_bytes:
         return Skip.TOO_LARGE
     return converted
+
+
+def _owner(user_id: object) -> str | None:
+    """The owner of an old session: its ``userId`` key (the old README's login pattern), if usable.
+
+    Migrated users stay signed in: guards that need a login-recorded owner accept them.
+    """
+    if isinstance(user_id, bool) or not isinstance(user_id, str | int):
+        return None
+    try:
+        return check_user_id(str(user_id))
+    except InvalidValue:
+        return None
 
 
 class SeedImporter:
@@ -320,8 +339,8 @@ class SeedImporter:
         absolute = self.now + self.absolute_ttl
         values: list[object] = []
         for row in rows:
-            values += [row.hex_id, row.data, self.now, self.now, row.expires, absolute]
-        placeholders = ", ".join(["(UNHEX(%s), %s, 0, %s, %s, %s, %s, NULL)"] * len(rows))
+            values += [row.hex_id, row.data, self.now, self.now, row.expires, absolute, row.user_id]
+        placeholders = ", ".join(["(UNHEX(%s), %s, 0, %s, %s, %s, %s, %s)"] * len(rows))
         columns = "id, data, version, created, last_seen, expires, absolute_expires, user_id"
         await self.store._run(
             f"INSERT INTO {self.store.table} ({columns}) VALUES {placeholders} ON DUPLICATE KEY UPDATE id = id",

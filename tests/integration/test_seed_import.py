@@ -140,7 +140,7 @@ async def test_an_import_copies_live_sessions_skips_the_rest_and_can_be_repeated
         deadlines=Deadlines(idle=int(now) + 500, absolute=absolute),
         last_seen=now,
         version=0,
-        user_id=None,
+        user_id="u1",  # the old README's login key becomes the owner: the user stays signed in
     )
     far_session = await tables.store.fetch(Token(far).digest)
     assert far_session is not None
