@@ -1,12 +1,13 @@
 # `make run` serves the app; `make test` runs everything CI runs. Both set up
 # what they need: a virtual environment with the pinned dependencies, and for
-# the tests a MariaDB database and Node's socket.io-client.
+# the tests a MariaDB database, Node's socket.io-client and Debian's Chromium.
 
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NODE_CLIENT := tests/e2e/node/node_modules/.package-lock.json
+CHROMIUM := /usr/bin/chromium
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
@@ -23,6 +24,10 @@ $(NODE_CLIENT): tests/e2e/node/package.json tests/e2e/node/package-lock.json
 	@command -v npm >/dev/null || { echo "npm is needed for the Node client tests (apt-get install nodejs npm)"; exit 1; }
 	npm ci --prefix tests/e2e/node --no-audit --no-fund --loglevel=error
 
+# The browser test drives this Chromium through Playwright (no browser download).
+$(CHROMIUM):
+	tests/support/ensure_chromium.sh
+
 run: $(STAMP)
 	$(BIN)/uvicorn entrypoints.asgi:app --host $(HOST) --port $(PORT)
 
@@ -32,9 +37,15 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache
 
-test: lint $(NODE_CLIENT)
+test: lint $(NODE_CLIENT) $(CHROMIUM)
 	@mysql_url=$$(tests/support/ensure_mariadb.sh) && redis_url=$$(tests/support/ensure_redis.sh) && \
 	SESSION_TEST_MYSQL_URL="$$mysql_url" SESSION_TEST_REDIS_URL="$$redis_url" $(BIN)/pytest
 
 clean:
 	rm -rf $(VENV) tests/e2e/node/node_modules .mypy_cache .ruff_cache .pytest_cache .hypothesis
+
+# Issue 4's speed benchmark: ours vs the in-memory ceiling vs the raw-aiomysql floor (BENCH_ARGS=--quick, ...).
+.PHONY: bench
+bench: $(STAMP)
+	@mysql_url=$$(tests/support/ensure_mariadb.sh) && \
+	SESSION_TEST_MYSQL_URL="$$mysql_url" $(BIN)/python -m bench.speed $(BENCH_ARGS)
