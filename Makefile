@@ -11,7 +11,7 @@ CHROMIUM := /usr/bin/chromium
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint unit clean
+.PHONY: run migrate test lint unit clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (set PYTHON=...)")'
@@ -30,6 +30,9 @@ $(CHROMIUM):
 
 run: $(STAMP)
 	$(BIN)/uvicorn entrypoints.asgi:app --host $(HOST) --port $(PORT)
+
+migrate: $(STAMP)
+	$(BIN)/python -m entrypoints.cli migrate
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
