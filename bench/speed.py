@@ -46,8 +46,8 @@ from typing import Any
 
 from bench import procstat
 from bench.report import PHASES, render, summarise
-from bench.systems import Database, Generator, Server, ceiling, ours
-from tests.support.server import REPO
+from bench.systems import Database, Generator, ceiling, ours
+from tests.support.server import REPO, Server
 
 SYSTEMS = ("ours", "ceiling", "floor")
 RESULTS = Path(__file__).resolve().parent / "results"

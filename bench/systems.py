@@ -8,11 +8,8 @@ import hashlib
 import json
 import os
 import secrets
-import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +17,9 @@ import pymysql
 
 from adapters.stores.mysql import MySQLConfig
 from bench.procstat import pid_of
-from tests.support.server import REPO, free_port, run_cli, server_env
+from tests.support.server import REPO, Server, run_cli, server_env
 
-UVICORN_FLAGS = ["--no-access-log", "--log-level", "warning"]
+UVICORN_FLAGS = ("--no-access-log", "--log-level", "warning")
 IDLE_TTL = 86400.0
 ABSOLUTE_TTL = 30 * 86400.0
 
@@ -148,72 +145,6 @@ class Database:
         return found
 
 
-class Server:
-    """One ``uvicorn <app>`` process with the benchmark's flags; its pid for /proc readings."""
-
-    def __init__(self, app: str, env: dict[str, str], log_path: Path) -> None:
-        self.app = app
-        self.env = env
-        self.log_path = log_path
-        self.port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def pid(self) -> int:
-        if self.process is None:
-            raise RuntimeError("server not started")
-        return self.process.pid
-
-    def start(self, timeout: float = 30) -> Server:
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(  # noqa: S603 (our own interpreter, fixed arguments)
-                [
-                    sys.executable,
-                    "-m",
-                    "uvicorn",
-                    self.app,
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(self.port),
-                    *UVICORN_FLAGS,
-                ],
-                cwd=REPO,
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{self.app} exited with {self.process.returncode}:\n{self.log()[-3000:]}")
-            try:
-                with urllib.request.urlopen(self.url + "/healthz", timeout=1) as response:  # noqa: S310 (http://127.0.0.1)
-                    if response.status == 200:
-                        return self
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"{self.app} did not answer /healthz within {timeout}s:\n{self.log()[-3000:]}")
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.process = None
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-
 def ours(db: Database, table: str, log_path: Path) -> Server:
     """``uvicorn entrypoints.asgi:app`` on ``table``: no handshake limit in reach, no background purge."""
     env = server_env(
@@ -224,11 +155,11 @@ def ours(db: Database, table: str, log_path: Path) -> Server:
             "SESSION_PURGE_INTERVAL": "0",
         }
     )
-    return Server("entrypoints.asgi:app", env, log_path)
+    return Server(env=env, log_path=log_path, app="entrypoints.asgi:app", flags=UVICORN_FLAGS)
 
 
 def ceiling(log_path: Path) -> Server:
-    return Server("bench.ceiling_app:app", server_env({}), log_path)
+    return Server(env=server_env({}), log_path=log_path, app="bench.ceiling_app:app", flags=UVICORN_FLAGS)
 
 
 class Generator:

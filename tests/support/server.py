@@ -25,10 +25,12 @@ def free_port() -> int:
 
 @define
 class Server:
-    """One uvicorn process; ``restart()`` keeps its port and environment."""
+    """One ``uvicorn <app>`` process; ``restart()`` keeps its port and environment."""
 
     env: dict[str, str]
     log_path: Path
+    app: str = "entrypoints.asgi:app"
+    flags: tuple[str, ...] = ()  # more uvicorn options
     port: int = field(factory=free_port)
     process: subprocess.Popen[bytes] | None = None
 
@@ -36,10 +38,16 @@ class Server:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def pid(self) -> int:
+        if self.process is None:
+            raise RuntimeError("server not started")
+        return self.process.pid
+
     def start(self, timeout: float = 20) -> Server:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "entrypoints.asgi:app", "--host", "127.0.0.1", "--port", str(self.port)],
+            [sys.executable, "-m", "uvicorn", self.app, "--host", "127.0.0.1", "--port", str(self.port), *self.flags],
             cwd=REPO,
             env=self.env,
             stdout=log,
