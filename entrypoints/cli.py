@@ -18,7 +18,7 @@ from pathlib import Path
 
 from adapters.stores.ddl import ddl
 from adapters.stores.mysql import MySQLStore
-from adapters.stores.seed_import import ImportReport, SeedImportError, import_seed_table
+from adapters.stores.seed_import import ImportReport, SeedImporter, SeedImportError
 from adapters.stores.sqlite import SQLiteStore
 from application.errors import SchemaMissing, StoreUnavailable
 from application.purge import purge_expired
@@ -103,7 +103,7 @@ async def _import_seed_table(settings: Settings, source: str, batch: int) -> int
         print(report.progress(), file=sys.stderr)
 
     try:
-        report = await import_seed_table(
+        report = await SeedImporter(
             store,
             source,
             now=time.time(),
@@ -111,7 +111,7 @@ async def _import_seed_table(settings: Settings, source: str, batch: int) -> int
             max_bytes=settings.session_max_bytes,
             batch=batch,
             progress=progress,
-        )
+        ).run()
         print(report.summary(source, store.table))
         return 0
     finally:

@@ -348,20 +348,3 @@ class SeedImporter:
             idempotent=True,
         )
         self.report.imported += len(rows)
-
-
-async def import_seed_table(
-    store: MySQLStore,
-    source: str,
-    *,
-    now: float,
-    absolute_ttl: float,
-    max_bytes: int,
-    batch: int = 500,
-    progress: Callable[[ImportReport], None] | None = None,
-) -> ImportReport:
-    """Import the old package's table ``source`` into ``store``'s table; see :class:`SeedImporter`."""
-    importer = SeedImporter(
-        store, source, now=now, absolute_ttl=absolute_ttl, max_bytes=max_bytes, batch=batch, progress=progress
-    )
-    return await importer.run()

@@ -68,13 +68,14 @@ class SQLiteStore:
             self._db = None
 
     @asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+    async def _transaction(self, *, write: bool = True) -> AsyncIterator[aiosqlite.Connection]:
+        """One transaction on the shared connection; reads take no write lock."""
         async with self._lock:
             if self._db is None:
                 raise StoreUnavailable("the SQLite store is not open")
             db = self._db
             try:
-                await db.execute("BEGIN IMMEDIATE")
+                await db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
                 try:
                     yield db
                     await db.execute("COMMIT")
@@ -114,7 +115,7 @@ class SQLiteStore:
             )
 
     async def fetch(self, digest: bytes) -> Session | None:
-        async with self._transaction() as db:
+        async with self._transaction(write=False) as db:
             row = await self._one(db, f"SELECT {FIELDS} FROM {self.table} WHERE id = ?", (digest,))
         return None if row is None else session_from_row(row)
 
@@ -174,7 +175,7 @@ class SQLiteStore:
 
     async def list_user(self, user_id: str, *, now: float) -> list[tuple[bytes, Session]]:
         async with (
-            self._transaction() as db,
+            self._transaction(write=False) as db,
             db.execute(
                 f"SELECT id, {FIELDS} FROM {self.table} WHERE user_id = ? AND expires > ? ORDER BY created",
                 (user_id, now),
@@ -209,5 +210,5 @@ class SQLiteStore:
                 on_batch(total)
 
     async def ping(self) -> None:
-        async with self._transaction() as db:
+        async with self._transaction(write=False) as db:
             await self._one(db, "SELECT 1", ())

@@ -15,7 +15,7 @@ from attrs import frozen
 
 from adapters.stores import seed_import
 from adapters.stores.mysql import MySQLConfig, MySQLStore, hexkey
-from adapters.stores.seed_import import ImportReport, SeedImportError, Skip, convert, import_seed_table
+from adapters.stores.seed_import import ImportReport, SeedImporter, SeedImportError, Skip, convert
 from application.errors import SchemaMissing
 from domain.expiry import Deadlines
 from domain.session import Change, Session
@@ -68,7 +68,7 @@ class Tables:
     async def run(
         self, now: float, *, batch: int = 500, progress: Callable[[ImportReport], None] | None = None
     ) -> ImportReport:
-        return await import_seed_table(
+        return await SeedImporter(
             self.store,
             self.old,
             now=now,
@@ -76,7 +76,7 @@ class Tables:
             max_bytes=MAX_BYTES,
             batch=batch,
             progress=progress,
-        )
+        ).run()
 
 
 @pytest.fixture
@@ -236,9 +236,9 @@ async def test_a_large_table_is_paged_in_key_order_and_split_into_bounded_statem
 
 async def test_a_missing_old_table_is_named(tables: Tables) -> None:
     with pytest.raises(SeedImportError, match=r"old session table `no_such_old_table` does not exist"):
-        await import_seed_table(
+        await SeedImporter(
             tables.store, "no_such_old_table", now=time.time(), absolute_ttl=ABSOLUTE_TTL, max_bytes=MAX_BYTES
-        )
+        ).run()
 
 
 async def test_an_old_table_without_the_old_columns_is_refused(tables: Tables) -> None:
@@ -248,9 +248,9 @@ async def test_an_old_table_without_the_old_columns_is_refused(tables: Tables) -
     )
     try:
         with pytest.raises(SeedImportError, match="lacks the old package's columns expires, data"):
-            await import_seed_table(
+            await SeedImporter(
                 tables.store, other, now=time.time(), absolute_ttl=ABSOLUTE_TTL, max_bytes=MAX_BYTES
-            )
+            ).run()
     finally:
         await tables.store._run(f"DROP TABLE IF EXISTS {other}", (), idempotent=True)
 
@@ -258,16 +258,16 @@ async def test_an_old_table_without_the_old_columns_is_refused(tables: Tables) -
 @pytest.mark.parametrize("name", ["session; DROP TABLE x", "`session`", "", "a.b"])
 async def test_the_old_table_name_must_be_a_plain_identifier(tables: Tables, name: str) -> None:
     with pytest.raises(SeedImportError, match="--from"):
-        await import_seed_table(tables.store, name, now=time.time(), absolute_ttl=ABSOLUTE_TTL, max_bytes=MAX_BYTES)
+        await SeedImporter(tables.store, name, now=time.time(), absolute_ttl=ABSOLUTE_TTL, max_bytes=MAX_BYTES).run()
 
 
 async def test_our_table_must_exist(tables: Tables) -> None:
     missing = MySQLStore(MySQLConfig.from_url(mysql_url(), table=f"seed_absent_{secrets.token_hex(4)}"))
     try:
         with pytest.raises(SchemaMissing, match="migrate"):
-            await import_seed_table(
+            await SeedImporter(
                 missing, tables.old, now=time.time(), absolute_ttl=ABSOLUTE_TTL, max_bytes=MAX_BYTES
-            )
+            ).run()
     finally:
         await missing.close()
 
