@@ -48,7 +48,8 @@ clean:
 	rm -rf $(VENV) tests/e2e/node/node_modules .mypy_cache .ruff_cache .pytest_cache .hypothesis
 
 # Issue 4's speed benchmark: ours vs the in-memory ceiling vs the raw-aiomysql floor (BENCH_ARGS=--quick, ...).
+# Node's socket.io-client is its default load generator (BENCH_ARGS=--generator python for the Python one).
 .PHONY: bench
-bench: $(STAMP)
+bench: $(STAMP) $(NODE_CLIENT)
 	@mysql_url=$$(tests/support/ensure_mariadb.sh) && \
 	SESSION_TEST_MYSQL_URL="$$mysql_url" $(BIN)/python -m bench.speed $(BENCH_ARGS)

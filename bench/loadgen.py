@@ -1,9 +1,12 @@
-"""The load generator: python-socketio clients over websocket, or a raw aiomysql loop (the floor).
+"""The Python load generator: python-socketio clients over websocket, or a raw aiomysql loop (the floor).
 
-Started by bench.speed as ``python -m bench.loadgen``, one or more processes. It
+Started by bench.speed as ``python -m bench.loadgen``, one or more processes: for
+the floor always, for Socket.IO with ``--generator python`` (bench/loadgen.mjs is
+its Node twin there: the same commands and replies, less CPU per operation). It
 reads one JSON command per line on stdin and answers each with one JSON line
 on stdout, so the driver can start every generator's timed window at the same
-instant (``time.monotonic()`` is the same clock in every process on Linux).
+instant (``time.monotonic()`` is the same clock in every process on Linux, and
+the one Node's ``process.hrtime()`` reads).
 
 Commands (``op``): ``connect`` (open this process's share of the sockets),
 ``mint`` (one fresh session; its token), ``prepare`` (per-phase setup),

@@ -106,7 +106,8 @@ def render(document: dict[str, Any], plan: dict[str, Any]) -> str:
     cores = meta.get("cpu_cores", "?")
     lines.append(
         f"Speed of durable sessions (issue 4): median of {plan['runs']} run(s), {plan['duration']:g} s per phase"
-        f" after {plan['warmup']:g} s warm-up, {plan['generators']} generator process(es)."
+        f" after {plan['warmup']:g} s warm-up, {plan['generators']} {plan.get('generator', 'python')} generator"
+        " process(es) for Socket.IO."
     )
     lines.append(
         f"This machine has {cores} CPU cores, shared by the server, the database and the load generator:"

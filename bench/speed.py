@@ -1,7 +1,7 @@
 """Speed of durable sessions against the ceiling (in-memory python-socketio) and the floor (raw aiomysql).
 
     SESSION_TEST_MYSQL_URL=mysql://user:pass@127.0.0.1:3306/db .venv/bin/python -m bench.speed \\
-        [--clients 50,200] [--runs 3] [--quick] [--generators 1]
+        [--clients 50,200] [--runs 3] [--quick] [--generators 1] [--generator node|python]
 
 Issue 4's measuring stick. In one run, at each client count, it measures three systems:
 
@@ -15,11 +15,14 @@ with an empty token), handshakes by ``auth`` at connect (connect, ``gotToken``,
 disconnect), resumes of stored tokens, ``demo:set`` with its ack, ``demo:get``, and
 many sockets sharing one token writing a key each. For each: operations per second,
 p50/p99 latency, and the CPU seconds of the server process, of the database server
-and of the load generator (python-socketio AsyncClients over websocket, in
-``--generators`` processes). Then: resident memory per idle socket holding a
-session (2,000 sockets, ours and ceiling), ours' resume rate with 1,000,000 stored
-sessions against 1,000, and a read-back that every acknowledged ``demo:set`` of
-ours is in the database.
+and of the load generator: ``--generators`` processes of Socket.IO clients over
+websocket, Node's socket.io-client (bench/loadgen.mjs, the default: less CPU per
+operation, so more of the cores left to what is measured) or python-socketio
+AsyncClients (bench/loadgen.py, ``--generator python``); the floor's aiomysql loop
+is always Python. Then: resident memory per idle socket holding a session (2,000
+sockets, ours and ceiling, held by the chosen generator), ours' resume rate with
+1,000,000 stored sessions against 1,000, and a read-back that every acknowledged
+``demo:set`` of ours is in the database.
 
 It starts and stops every server and process it measures, creates and drops its own
 tables, prints a table per client count and the ratios issue 4 targets, and writes
@@ -46,7 +49,7 @@ from typing import Any
 
 from bench import procstat
 from bench.report import PHASES, render, summarise
-from bench.systems import Database, Generator, ceiling, ours
+from bench.systems import GENERATOR_KINDS, Database, Generator, ceiling, node_generator_ready, ours
 from tests.support.server import REPO, Server
 
 SYSTEMS = ("ours", "ceiling", "floor")
@@ -63,6 +66,8 @@ class Plan:
         self.duration: float = args.duration if args.duration is not None else (2.0 if args.quick else 5.0)
         self.warmup: float = args.warmup if args.warmup is not None else (0.5 if args.quick else 1.0)
         self.generators: int = args.generators
+        # Which program drives Socket.IO; the floor's aiomysql loop is Python whatever this says.
+        self.generator: str = args.generator or ("node" if node_generator_ready() else "python")
         self.systems: list[str] = [s for s in args.systems.split(",") if s]
         self.phases: list[str] = [p for p in args.phases.split(",") if p]
         self.floor_pool: int = args.floor_pool
@@ -112,8 +117,11 @@ class Bench:
     def log(self, message: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
-    async def generators(self, count: int) -> list[Generator]:
-        return list(await asyncio.gather(*(Generator.start(self.workdir / "generators.log") for _ in range(count))))
+    async def generators(self, count: int, kind: str | None = None) -> list[Generator]:
+        """``count`` generator processes of ``kind`` (default: the plan's Socket.IO generator)."""
+        log = self.workdir / "generators.log"
+        chosen = kind or self.plan.generator
+        return list(await asyncio.gather(*(Generator.start(log, chosen) for _ in range(count))))
 
     async def quiet(self) -> float:
         """Wait (at most ``settle`` seconds) until the machine is nearly idle; the seconds waited.
@@ -214,7 +222,8 @@ class Bench:
             if system != "floor":
                 log_path = self.workdir / f"{system}-{table}.log"
                 server = (ours(self.db, table, log_path) if system == "ours" else ceiling(log_path)).start()
-            gens = await self.generators(len(parts))
+            # Only bench/loadgen.py has the floor's aiomysql loop.
+            gens = await self.generators(len(parts), "python" if system == "floor" else None)
             if server is not None:
                 url = server.url
                 await asyncio.gather(
@@ -467,6 +476,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=None, help="seconds per phase window (default 5)")
     parser.add_argument("--warmup", type=float, default=None, help="seconds before each window (default 1)")
     parser.add_argument("--generators", type=int, default=1, help="load generator processes (default 1)")
+    parser.add_argument(
+        "--generator",
+        choices=GENERATOR_KINDS,
+        default=None,
+        help="Socket.IO load generator: node (bench/loadgen.mjs; the default when node and tests/e2e/node's"
+        " socket.io-client are installed) or python (bench/loadgen.py); the floor always uses python",
+    )
     parser.add_argument("--systems", default=",".join(SYSTEMS), help="subset of ours,ceiling,floor")
     parser.add_argument("--phases", default=",".join(PHASES), help="subset of " + ",".join(PHASES))
     # 16 connections keep 2 cores busy; with 64, MariaDB 10.11 collapsed on the shared-token phase (one hot
@@ -492,6 +508,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         saved = json.loads(Path(args.render).read_text())
         print(render(saved, saved["meta"]["plan"]))
         return 0
+    if args.generator == "node" and not node_generator_ready():
+        parser.error("--generator node needs node and socket.io-client: npm ci --prefix tests/e2e/node")
     plan = Plan(args)
     url = os.environ.get("SESSION_TEST_MYSQL_URL", "")
     if not url:

@@ -1,4 +1,4 @@
-"""What the speed benchmark starts and stops: servers, generator processes, tables, seeded rows."""
+"""What the speed benchmark starts and stops: servers, generator processes (Node or Python), tables, seeded rows."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import secrets
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -22,6 +23,9 @@ from tests.support.server import REPO, Server, run_cli, server_env
 UVICORN_FLAGS = ("--no-access-log", "--log-level", "warning")
 IDLE_TTL = 86400.0
 ABSOLUTE_TTL = 30 * 86400.0
+GENERATOR_KINDS = ("node", "python")
+NODE_LOADGEN = REPO / "bench" / "loadgen.mjs"
+NODE_CLIENT = REPO / "tests" / "e2e" / "node" / "node_modules" / "socket.io-client" / "package.json"
 
 
 class Database:
@@ -162,19 +166,31 @@ def ceiling(log_path: Path) -> Server:
     return Server(env=server_env({}), log_path=log_path, app="bench.ceiling_app:app", flags=UVICORN_FLAGS)
 
 
-class Generator:
-    """One ``python -m bench.loadgen`` process, driven one JSON line at a time."""
+def node_generator_ready() -> bool:
+    """Whether ``node bench/loadgen.mjs`` can run: Node on the PATH, socket.io-client installed in tests/e2e/node."""
+    return shutil.which("node") is not None and NODE_CLIENT.is_file()
 
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
+
+class Generator:
+    """One load generator process, driven one JSON line at a time.
+
+    ``python``: ``python -m bench.loadgen`` (python-socketio clients, and the only one that drives the floor);
+    ``node``: ``node bench/loadgen.mjs`` (socket.io-client, the same protocol for Socket.IO at less CPU per op).
+    """
+
+    def __init__(self, process: asyncio.subprocess.Process, kind: str) -> None:
         self.process = process
+        self.kind = kind
 
     @classmethod
-    async def start(cls, stderr_path: Path) -> Generator:
+    async def start(cls, stderr_path: Path, kind: str = "python") -> Generator:
+        if kind not in GENERATOR_KINDS:
+            raise ValueError(f"unknown generator {kind!r}")
+        node = shutil.which("node") or "node"
+        command = [node, str(NODE_LOADGEN)] if kind == "node" else [sys.executable, "-m", "bench.loadgen"]
         with stderr_path.open("ab") as stderr:
             process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "bench.loadgen",
+                *command,
                 cwd=REPO,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
                 stdin=asyncio.subprocess.PIPE,
@@ -182,7 +198,7 @@ class Generator:
                 stderr=stderr,
                 limit=256 * 1024 * 1024,  # a run's reply carries every latency
             )
-        return cls(process)
+        return cls(process, kind)
 
     async def send(self, command: dict[str, Any]) -> None:
         assert self.process.stdin is not None  # noqa: S101 (created with a pipe)
@@ -193,10 +209,10 @@ class Generator:
         assert self.process.stdout is not None  # noqa: S101 (created with a pipe)
         line = await self.process.stdout.readline()
         if not line:
-            raise RuntimeError(f"generator {self.process.pid} exited ({await self.process.wait()})")
+            raise RuntimeError(f"{self.kind} generator {self.process.pid} exited ({await self.process.wait()})")
         reply: dict[str, Any] = json.loads(line)
         if not reply.get("ok"):
-            raise RuntimeError(f"generator {self.process.pid}: {reply.get('error')}")
+            raise RuntimeError(f"{self.kind} generator {self.process.pid}: {reply.get('error')}")
         return reply
 
     async def ask(self, command: dict[str, Any]) -> dict[str, Any]:
