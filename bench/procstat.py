@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -16,6 +17,43 @@ def cpu_seconds(pid: int) -> float:
     fields = stat[stat.rindex(")") + 2 :].split()
     utime, stime = int(fields[11]), int(fields[12])  # fields 14 and 15 of proc(5)
     return (utime + stime) / TICKS
+
+
+def family(pid: int) -> list[int]:
+    """``pid`` and every process descended from it (uvicorn --workers forks its workers)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # it ended meanwhile
+        parent = int(stat[stat.rindex(")") + 2 :].split()[1])
+        children.setdefault(parent, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo += children.get(current, [])
+    return found
+
+
+def family_cpu_seconds(pid: int) -> float:
+    """CPU seconds of ``pid`` and its descendants (those that ended are no longer counted)."""
+    total = 0.0
+    for member in family(pid):
+        with contextlib.suppress(OSError):  # it ended meanwhile
+            total += cpu_seconds(member)
+    return total
+
+
+def family_rss_bytes(pid: int) -> int:
+    total = 0
+    for member in family(pid):
+        with contextlib.suppress(OSError, RuntimeError):
+            total += rss_bytes(member)
+    return total
 
 
 def rss_bytes(pid: int) -> int:

@@ -131,7 +131,7 @@ def render(document: dict[str, Any], plan: dict[str, Any]) -> str:
         )
         for phase in PHASES:
             first = True
-            for system in ("ours", "ceiling", "floor"):
+            for system in ("ours", "ours2", "ceiling", "floor"):
                 f = per.get(system, {}).get(phase)
                 if f is None:
                     continue
@@ -148,18 +148,22 @@ def render(document: dict[str, Any], plan: dict[str, Any]) -> str:
         lines.append(
             f"{'ratios (medians)':44}{'target':>8}{'ratio':>8}  {'verdict':28}{'quiet':>8}  quiet verdict (runs used)"
         )
-        for name, phase, figure, target, at_least in TARGETS:
-            ours_f, ceiling_f = per.get("ours", {}).get(phase, {}), per.get("ceiling", {}).get(phase, {})
-            ratio = _ratio(ours_f.get(figure), ceiling_f.get(figure))
-            quiet = _ratio(ours_f.get("quiet", {}).get(figure), ceiling_f.get("quiet", {}).get(figure))
-            used = f"{ours_f.get('quiet_runs', 0)}/{ours_f.get('runs', 0)} ours, "
-            used += f"{ceiling_f.get('quiet_runs', 0)}/{ceiling_f.get('runs', 0)} ceiling"
-            sign = ">=" if at_least else "<="
-            bound = f"{sign} {target:g}"
-            lines.append(
-                f"{name:44}{bound:>8}{_num(ratio, 2, 8)}  {_verdict(ratio, target, at_least):28}"
-                f"{_num(quiet, 2, 8)}  {_verdict(quiet, target, at_least)} ({used})"
-            )
+        for mine in ("ours", "ours2"):
+            if mine not in per:
+                continue
+            for name, phase, figure, target, at_least in TARGETS:
+                ours_f, ceiling_f = per.get(mine, {}).get(phase, {}), per.get("ceiling", {}).get(phase, {})
+                ratio = _ratio(ours_f.get(figure), ceiling_f.get(figure))
+                quiet = _ratio(ours_f.get("quiet", {}).get(figure), ceiling_f.get("quiet", {}).get(figure))
+                used = f"{ours_f.get('quiet_runs', 0)}/{ours_f.get('runs', 0)} {mine}, "
+                used += f"{ceiling_f.get('quiet_runs', 0)}/{ceiling_f.get('runs', 0)} ceiling"
+                sign = ">=" if at_least else "<="
+                bound = f"{sign} {target:g}"
+                lines.append(
+                    f"{name.replace('ours', mine, 1):44}{bound:>8}{_num(ratio, 2, 8)}  "
+                    f"{_verdict(ratio, target, at_least):28}{_num(quiet, 2, 8)}  {_verdict(quiet, target, at_least)}"
+                    f" ({used})"
+                )
         big = document.get("big", {}).get("median", {}).get(clients)
         if big:
             ratio = _ratio(big["big"]["ops_per_s"], big["small"]["ops_per_s"])

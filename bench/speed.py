@@ -52,7 +52,8 @@ from bench.report import PHASES, render, summarise
 from bench.systems import GENERATOR_KINDS, Database, Generator, ceiling, node_generator_ready, ours
 from tests.support.server import REPO, Server
 
-SYSTEMS = ("ours", "ceiling", "floor")
+SYSTEMS = ("ours", "ours2", "ceiling", "floor")
+OURS = ("ours", "ours2")  # ours2: the same app under `uvicorn --workers 2` with the Redis message queue
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -174,10 +175,10 @@ class Bench:
         end = start + self.plan.duration
         await asyncio.gather(*(g.send({"op": "run", "phase": phase, "start": start, "end": end}) for g in gens))
         await asyncio.sleep(max(0.0, start - time.monotonic()))
-        server0 = procstat.cpu_seconds(server_pid) if server_pid else 0.0
+        server0 = procstat.family_cpu_seconds(server_pid) if server_pid else 0.0
         db0, machine0 = procstat.cpu_seconds(self.db_pid), procstat.machine_ticks()
         await asyncio.sleep(max(0.0, end - time.monotonic()))
-        server1 = procstat.cpu_seconds(server_pid) if server_pid else 0.0
+        server1 = procstat.family_cpu_seconds(server_pid) if server_pid else 0.0
         db1, machine1 = procstat.cpu_seconds(self.db_pid), procstat.machine_ticks()
         replies = await asyncio.gather(*(g.receive() for g in gens))
         latencies = sorted(x for r in replies for x in r["latencies"])
@@ -221,7 +222,7 @@ class Bench:
                 self.db.migrate(table)
             if system != "floor":
                 log_path = self.workdir / f"{system}-{table}.log"
-                server = (ours(self.db, table, log_path) if system == "ours" else ceiling(log_path)).start()
+                server = self.server(system, table, log_path).start()
             # Only bench/loadgen.py has the floor's aiomysql loop.
             gens = await self.generators(len(parts), "python" if system == "floor" else None)
             if server is not None:
@@ -263,14 +264,14 @@ class Bench:
                     f"  {system:8} {clients:4} clients {phase:7} {figures['ops_per_s']:9.0f}/s"
                     f" p99 {figures['p99_ms']:7.1f} ms  errors {figures['errors']}"
                 )
-            if system == "ours":
+            if system in OURS:
                 # Every acknowledged write must be in the database, read back through a fresh connection.
                 check = await asyncio.to_thread(verify, self.db, table, writes)
                 check["clients"] = clients
                 self.durability.append(check)
                 results["durability"] = check
             if server is not None:
-                results["server_rss_mb"] = procstat.rss_bytes(server.pid) / 2**20
+                results["server_rss_mb"] = procstat.family_rss_bytes(server.pid) / 2**20
             return results
         finally:
             await asyncio.gather(*(g.close() for g in gens))
@@ -278,6 +279,11 @@ class Bench:
                 server.stop()
             if system != "ceiling":
                 self.db.drop(table)
+
+    def server(self, system: str, table: str, log_path: Path) -> Server:
+        if system == "ceiling":
+            return ceiling(log_path)
+        return ours(self.db, table, log_path, workers=2 if system == "ours2" else 1)
 
     async def memory(self, system: str) -> dict[str, Any]:
         """RSS growth of the server process per idle socket holding a session (auth handshake)."""
@@ -483,7 +489,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="Socket.IO load generator: node (bench/loadgen.mjs; the default when node and tests/e2e/node's"
         " socket.io-client are installed) or python (bench/loadgen.py); the floor always uses python",
     )
-    parser.add_argument("--systems", default=",".join(SYSTEMS), help="subset of ours,ceiling,floor")
+    parser.add_argument(
+        "--systems",
+        default=",".join(SYSTEMS),
+        help="subset of ours,ours2,ceiling,floor (ours2: ours under uvicorn --workers 2, Redis message queue)",
+    )
     parser.add_argument("--phases", default=",".join(PHASES), help="subset of " + ",".join(PHASES))
     # 16 connections keep 2 cores busy; with 64, MariaDB 10.11 collapsed on the shared-token phase (one hot
     # row: ~20 UPDATEs/s, 30 ms of server CPU each, spent waiting on the row lock), which is no floor.

@@ -149,17 +149,23 @@ class Database:
         return found
 
 
-def ours(db: Database, table: str, log_path: Path) -> Server:
-    """``uvicorn entrypoints.asgi:app`` on ``table``: no handshake limit in reach, no background purge."""
-    env = server_env(
-        {
-            "SESSION_STORE_URL": db.url,
-            "SESSION_TABLE": table,
-            "SESSION_HANDSHAKE_LIMIT": "1000000000",
-            "SESSION_PURGE_INTERVAL": "0",
-        }
-    )
-    return Server(env=env, log_path=log_path, app="entrypoints.asgi:app", flags=UVICORN_FLAGS)
+def ours(db: Database, table: str, log_path: Path, workers: int = 1) -> Server:
+    """``uvicorn entrypoints.asgi:app`` on ``table``: no handshake limit in reach, no background purge.
+
+    With ``workers`` > 1, ``uvicorn --workers N`` and the Redis message queue that
+    several processes need (SESSION_TEST_REDIS_URL, else the local Redis).
+    """
+    settings = {
+        "SESSION_STORE_URL": db.url,
+        "SESSION_TABLE": table,
+        "SESSION_HANDSHAKE_LIMIT": "1000000000",
+        "SESSION_PURGE_INTERVAL": "0",
+    }
+    flags: tuple[str, ...] = UVICORN_FLAGS
+    if workers > 1:
+        settings["SOCKETIO_MESSAGE_QUEUE"] = os.environ.get("SESSION_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+        flags += ("--workers", str(workers))
+    return Server(env=server_env(settings), log_path=log_path, app="entrypoints.asgi:app", flags=flags)
 
 
 def ceiling(log_path: Path) -> Server:

@@ -81,9 +81,10 @@ def create_app(settings: Settings) -> Any:
 
 
 def _app_from_environment() -> Any:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
-        return create_app(load_settings())
+        settings = load_settings()
+        logging.basicConfig(level=settings.session_log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+        return create_app(settings)
     except ConfigError as exc:
         # A clear line and a non-zero exit, not a traceback.
         sys.exit(str(exc))

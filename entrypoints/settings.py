@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -35,8 +35,15 @@ class Settings(BaseSettings):
     # correlate log lines across processes and restarts; by default it is random
     # per process.
     session_log_key: str = ""
+    # INFO logs each session lifecycle event but resumes; DEBUG adds a line per resume.
+    session_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     socketio_cors_origins: str = ""
     socketio_message_queue: str = ""
+
+    @field_validator("session_log_level", mode="before")
+    @classmethod
+    def _level_name(cls, level: object) -> object:
+        return level.upper() if isinstance(level, str) else level
 
     @field_validator("socketio_message_queue")
     @classmethod

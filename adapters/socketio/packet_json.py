@@ -16,7 +16,16 @@ from typing import Any
 
 MAX_INTEGER_DIGITS = 100  # python-engineio's own bound
 
-dumps = json.dumps
+# One decoder and one compact encoder for every packet: json.loads/json.dumps
+# with options build a new one per call, which costs more than the parsing.
+_COMPACT = (",", ":")
+_ENCODER = json.JSONEncoder(separators=_COMPACT)
+
+
+def dumps(value: Any, **options: Any) -> str:
+    if options.keys() == {"separators"} and tuple(options["separators"]) == _COMPACT:
+        return _ENCODER.encode(value)
+    return json.dumps(value, **options)
 
 
 class OversizedInteger:
@@ -35,6 +44,11 @@ def _parse_int(text: str) -> int | OversizedInteger:
     return OversizedInteger(text) if len(text) > MAX_INTEGER_DIGITS else int(text)
 
 
+_DECODER = json.JSONDecoder(parse_int=_parse_int)
+
+
 def loads(text: str | bytes, **options: Any) -> Any:
-    options.setdefault("parse_int", _parse_int)
-    return json.loads(text, **options)
+    if options:
+        options.setdefault("parse_int", _parse_int)
+        return json.loads(text, **options)
+    return _DECODER.decode(text if isinstance(text, str) else text.decode("utf-8"))

@@ -121,7 +121,7 @@ class SocketSessions:
         if handle is None:
             return dict(STORE_UNAVAILABLE)
         message = await self._handshake(sid, handle, _NOT_A_TOKEN if extra else self._presented(payload))
-        await self.sio.emit(self.reply_event, message, to=sid, namespace=self.namespace)
+        await self._push(sid, message)
         return message
 
     # -- decorators for application handlers ---------------------------------------------
@@ -200,15 +200,24 @@ class SocketSessions:
     async def _emit_after_connect(self, sid: str, message: dict[str, Any]) -> None:
         for _ in range(100):
             if self.sio.manager.is_connected(sid, self.namespace):
-                await self.sio.emit(self.reply_event, message, to=sid, namespace=self.namespace)
+                await self._push(sid, message)
                 return
             if sid not in self._handles:
                 return
             await asyncio.sleep(0.001)
         log.warning("socket did not finish connecting; gotToken not sent")
 
+    async def _push(self, sid: str, message: dict[str, Any]) -> None:
+        """``gotToken`` to a socket of this process.
+
+        ``ignore_queue``: with a message queue (several processes), python-socketio
+        would otherwise publish every emit to Redis for all processes to inspect, though
+        the socket is always ours; that doubled the CPU of a handshake (bench/speed.py, ours2).
+        """
+        await self.sio.emit(self.reply_event, message, to=sid, namespace=self.namespace, ignore_queue=True)
+
     async def _rebound(self, sid: str, result: Handshake) -> None:
-        await self.sio.emit(self.reply_event, token_message(result), to=sid, namespace=self.namespace)
+        await self._push(sid, token_message(result))
 
     async def sessions_ended(self, digests: frozenset[bytes]) -> None:
         """Hand every local socket whose session ended a fresh session (it gets ``gotToken``).
@@ -220,7 +229,7 @@ class SocketSessions:
             try:
                 await handle.replace_if_ended(digests)
             except StoreUnavailable:
-                await self.sio.emit(self.reply_event, dict(STORE_UNAVAILABLE), to=sid, namespace=self.namespace)
+                await self._push(sid, dict(STORE_UNAVAILABLE))
 
         affected = [(sid, h) for sid, h in self._handles.items() if h.bound and h.token.digest in digests]
         await asyncio.gather(*(replace(sid, handle) for sid, handle in affected))

@@ -25,6 +25,7 @@ class Job:
     params: Sequence[object]
     idempotent: bool
     key: bytes = b""  # the row it touches: batches lock rows in key order
+    payload: object = None  # what run_batch may merge with other jobs' (the store's own description)
     done: asyncio.Future[Any] = field(factory=lambda: asyncio.get_running_loop().create_future())
 
 
@@ -57,25 +58,33 @@ class GroupCommit(Generic[T]):
         run_one: Callable[[str, Sequence[object], bool], Awaitable[T]],
         run_batch: Callable[[list[Job]], Awaitable[list[T]]],
         max_batch: int = 256,
+        in_flight: int = 1,
     ) -> None:
         self._run_one = run_one
         self._run_batch = run_batch
         self._max_batch = max_batch
+        self._in_flight = in_flight
         self._queue: list[Job] = []
-        self._flusher: asyncio.Task[None] | None = None
+        self._flushing = 0  # batches in flight, or flushers about to start one
+        self._tasks: set[asyncio.Task[None]] = set()  # kept referenced while they run
         self.batches = 0  # how many multi-statement batches ran (for tests and benchmarks)
 
-    async def submit(self, sql: str, params: Sequence[object], *, idempotent: bool, key: bytes = b"") -> T:
+    async def submit(
+        self, sql: str, params: Sequence[object], *, idempotent: bool, key: bytes = b"", payload: object = None
+    ) -> T:
         """Run the statement in the next batch; its outcome once that batch committed.
 
         ``key`` names the row the statement locks. Every batch takes its row
         locks in key order (the order of calls is kept for equal keys), so two
         processes' batches cannot deadlock on each other.
         """
-        job = Job(sql, params, idempotent, key)
+        job = Job(sql, params, idempotent, key, payload)
         self._queue.append(job)
-        if self._flusher is None:
-            self._flusher = asyncio.get_running_loop().create_task(self._flush())
+        if self._flushing < self._in_flight:
+            self._flushing += 1
+            task = asyncio.get_running_loop().create_task(self._flush())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         result: T = await job.done
         return result
 
@@ -86,7 +95,8 @@ class GroupCommit(Generic[T]):
                 del self._queue[: self._max_batch]
                 await self._settle(batch)
         finally:
-            self._flusher = None
+            # Synchronously with the queue found empty: a job submitted after this starts a flusher.
+            self._flushing -= 1
 
     async def _settle(self, batch: list[Job]) -> None:
         if len(batch) == 1:

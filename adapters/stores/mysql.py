@@ -10,6 +10,7 @@ every WHERE clause).
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 from collections.abc import Callable, Collection, Iterator, Sequence
@@ -25,6 +26,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 
 from adapters.stores.ddl import COLUMNS, check_table_name, ddl, ddl_path, statements
 from adapters.stores.group_commit import ConnectionLost, GroupCommit, Job
+from adapters.stores.mysql_batch import BatchSQL, NewRow, RowWrite, batch_sql, parse_versions
 from adapters.stores.read_batch import ReadBatcher
 from adapters.stores.rows import FIELDS, insert_values, session_from_row
 from application.errors import SchemaMissing, StoreUnavailable
@@ -67,6 +69,18 @@ class Outcome:
     rowcount: int
     rows: list[tuple[Any, ...]]
     last_id: int | None
+
+
+def _merged_outcome(payload: object, number: tuple[int, int], versions: dict[str, int]) -> Outcome:
+    """One job's outcome in a merged batch: as if its statement had run alone."""
+    if not isinstance(payload, RowWrite):
+        return Outcome(1, [], None)  # an insert (a refused one fails the whole batch)
+    version = versions.get(payload.hexid.upper())
+    if version is None:
+        return Outcome(0, [], None)  # no live row
+    nth, of = number
+    # The row's writes in this batch took versions version-of+1 … version, in call order.
+    return Outcome(1, [], version - of + nth if of else None)
 
 
 def _error_code(exc: BaseException) -> int | None:
@@ -158,6 +172,7 @@ class MySQLStore:
         self._pool_lock = asyncio.Lock()
         self.retries = 0  # statements retried after a deadlock, lock wait or lost connection
         self._compact: bool | None = None  # JSON_COMPACT on writes (MariaDB); learnt on first write
+        self.merged_batches = 0  # batches sent as merged statements (for tests and benchmarks)
         self.group: GroupCommit[Outcome] = GroupCommit(self._run_statement, self._run_batch)
         self.reads: ReadBatcher[Session] = ReadBatcher(self._fetch_many)
 
@@ -281,19 +296,40 @@ class MySQLStore:
         return await self._run(sql, params, idempotent=idempotent)
 
     async def _run_batch(self, jobs: list[Job]) -> list[Outcome]:
-        """Several statements in one transaction and one round trip; see adapters/stores/group_commit.py."""
+        """Several jobs in one transaction and one round trip; see adapters/stores/group_commit.py.
+
+        Jobs that describe themselves (inserts, writes, touches) are merged into
+        a few statements (adapters/stores/mysql_batch.py); others go one statement each.
+        """
+        payloads = [job.payload for job in jobs if isinstance(job.payload, NewRow | RowWrite)]
+        merged: BatchSQL | None = None
+        if len(payloads) == len(jobs):
+            merged = batch_sql(self.table, payloads)
+            statements = merged.statements
+        else:
+            statements = [(job.sql, list(job.params)) for job in jobs]
+        results = await self._transaction(statements)
+        if merged is None:
+            return results
+        self.merged_batches += 1
+        versions = parse_versions(results[-1].rows[0][0]) if merged.checks_versions else {}
+        return [_merged_outcome(p, n, versions) for p, n in zip(payloads, merged.write_numbers, strict=True)]
+
+    async def _transaction(self, statements: Sequence[tuple[str, Sequence[object]]]) -> list[Outcome]:
+        """``statements`` between BEGIN and COMMIT, sent as one text; each one's outcome."""
         try:
             async with asyncio.timeout(self.config.operation_timeout):
                 pool = await self._get_pool()
                 conn = await pool.acquire()
                 try:
                     async with conn.cursor() as cursor:
-                        statements = [cursor.mogrify(job.sql, job.params) for job in jobs]
-                        await cursor.execute(";\n".join(["BEGIN", *statements, "COMMIT"]))
+                        texts = [cursor.mogrify(sql, params) for sql, params in statements]
+                        await cursor.execute(";\n".join(["BEGIN", *texts, "COMMIT"]))
                         outcomes = []
-                        for _ in jobs:
+                        for _ in statements:
                             await cursor.nextset()
-                            outcomes.append(Outcome(cursor.rowcount, [], cursor.lastrowid))
+                            rows = list(await cursor.fetchall()) if cursor.description else []
+                            outcomes.append(Outcome(cursor.rowcount, rows, cursor.lastrowid))
                         await cursor.nextset()  # the COMMIT
                         return outcomes
                 except BaseException:
@@ -356,11 +392,12 @@ class MySQLStore:
             await self.group.submit(
                 f"INSERT INTO {self.table} (id, data, version, created, last_seen, expires, absolute_expires, user_id)"
                 " VALUES (UNHEX(%s), %s, %s, %s, %s, %s, %s, %s)",
-                (hexkey(digest), *insert_values(session)),
+                values := (hexkey(digest), *insert_values(session)),
                 # A retry after a lost connection can only meet our own row
                 # (digests of fresh 256-bit tokens do not collide): see below.
                 idempotent=True,
                 key=digest,
+                payload=NewRow(values),
             )
         except pymysql.err.IntegrityError as exc:
             if _error_code(exc) != ER.DUP_ENTRY:
@@ -404,25 +441,25 @@ class MySQLStore:
         )
         return deleted.rowcount
 
-    def _data_expression(self, change: Change) -> tuple[str, list[object]]:
-        expression = "'{}'" if change.clear else "data"
-        params: list[object] = []
-        if change.deletes:
-            expression = f"JSON_REMOVE({expression}, {', '.join(['%s'] * len(change.deletes))})"
-            params += [json_path(key) for key in change.deletes]
-        if change.sets:
+    @staticmethod
+    @functools.cache
+    def _data_sql(clear: bool, deletes: int, sets: int, compact: bool) -> str:
+        """The SQL expression of ``data`` after a change of this shape (a handful of shapes, built once)."""
+        expression = "'{}'" if clear else "data"
+        if deletes:
+            expression = f"JSON_REMOVE({expression}, {', '.join(['%s'] * deletes)})"
+        if sets:
             # JSON_EXTRACT(?, '$') turns the bound text into a JSON value on both
             # MariaDB and MySQL 8; MariaDB has no CAST(? AS JSON) (PITFALLS.md).
-            pairs = ", ".join(["%s, JSON_EXTRACT(%s, '$')"] * len(change.sets))
+            pairs = ", ".join(["%s, JSON_EXTRACT(%s, '$')"] * sets)
             expression = f"JSON_SET({expression}, {pairs})"
-            for key, text in change.sets.items():
-                params += [json_path(key), text]
-        return expression, params
+        # MariaDB re-spaces what its JSON functions return; compacting keeps
+        # the stored text, and so the size limit, the same as the other stores'.
+        return f"JSON_COMPACT({expression})" if compact else expression
 
-    async def write(
-        self, digest: bytes, change: Change, *, now: float, idle_deadline: float, max_bytes: int
-    ) -> int | None:
-        expression, params = await self._new_data(change)
+    @staticmethod
+    @functools.cache
+    def _write_sql(table: str, data: str) -> str:
         # One UPDATE, evaluated left to right: `data` takes its new value, then
         # `version` checks that value's size. A session that would be too big
         # sets version to NULL, which strict mode refuses (error 1048), so the
@@ -430,14 +467,24 @@ class MySQLStore:
         # server cannot address makes the JSON function return NULL: refused
         # the same way, on `data`. LAST_INSERT_ID(expr) hands the new version
         # back in the OK packet: no second round trip.
+        return (
+            f"UPDATE {table} SET data = {data},"
+            " version = IF(LENGTH(data) <= %s, LAST_INSERT_ID(version + 1), NULL),"
+            " last_seen = %s, expires = LEAST(GREATEST(expires, %s), absolute_expires)"
+            " WHERE id = UNHEX(%s) AND expires > %s"
+        )
+
+    async def write(
+        self, digest: bytes, change: Change, *, now: float, idle_deadline: float, max_bytes: int
+    ) -> int | None:
+        expression, params = await self._new_data(change)
+        hexid = hexkey(digest)
         with _refusals(max_bytes):
             outcome = await self.group.submit(
-                f"UPDATE {self.table} SET data = {expression},"
-                " version = IF(LENGTH(data) <= %s, LAST_INSERT_ID(version + 1), NULL),"
-                " last_seen = %s, expires = LEAST(GREATEST(expires, %s), absolute_expires)"
-                " WHERE id = UNHEX(%s) AND expires > %s",
-                (*params, max_bytes, now, idle_deadline, hexkey(digest), now),
+                self._write_sql(self.table, expression),
+                (*params, max_bytes, now, idle_deadline, hexid, now),
                 key=digest,
+                payload=RowWrite(hexid, expression, params, now, idle_deadline, max_bytes),
                 # Deadlocks are retried; a connection lost mid-UPDATE is not, as the
                 # write may have landed: the caller gets StoreUnavailable, not a double write.
                 idempotent=False,
@@ -448,14 +495,12 @@ class MySQLStore:
 
     async def _new_data(self, change: Change) -> tuple[str, list[object]]:
         """The SQL expression of the ``data`` column after ``change``, and its parameters."""
-        expression, params = self._data_expression(change)
         if self._compact is None:
             self._compact = await self._is_mariadb()
-        if self._compact:
-            # MariaDB re-spaces what its JSON functions return; compacting keeps
-            # the stored text, and so the size limit, the same as the other stores'.
-            expression = f"JSON_COMPACT({expression})"
-        return expression, params
+        params: list[object] = [json_path(key) for key in change.deletes]
+        for key, text in change.sets.items():
+            params += (json_path(key), text)
+        return self._data_sql(change.clear, len(change.deletes), len(change.sets), self._compact), params
 
     async def _is_mariadb(self) -> bool:
         version = await self._run("SELECT VERSION()", (), idempotent=True)
@@ -465,9 +510,10 @@ class MySQLStore:
         matched = await self.group.submit(
             f"UPDATE {self.table} SET last_seen = %s, expires = LEAST(GREATEST(expires, %s), absolute_expires)"
             " WHERE id = UNHEX(%s) AND expires > %s",
-            (now, idle_deadline, hexkey(digest), now),
+            (now, idle_deadline, hexid := hexkey(digest), now),
             idempotent=True,
             key=digest,
+            payload=RowWrite(hexid, None, (), now, idle_deadline, max_bytes=2**62),
         )
         return matched.rowcount > 0
 

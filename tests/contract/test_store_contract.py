@@ -324,3 +324,39 @@ async def test_no_operation_revives_a_session_after_its_deadline(store: SessionS
     found = await store.fetch(d)
     assert found is not None
     assert POLICY.is_expired(found.deadlines, late)
+
+
+async def test_a_batch_of_mixed_writes_gives_each_caller_its_own_outcome(store: SessionStore) -> None:
+    """Inserts, writes (some rows twice, one row gone, one expired) and touches arriving together.
+
+    On MySQL they are merged into a few statements (adapters/stores/mysql_batch.py); every caller
+    must still see what it would have seen alone: its own version, False/None for a dead row.
+    """
+    live = [digest() for _ in range(8)]
+    for d in live:
+        await store.insert(d, new_session())
+    expired = digest()
+    await store.insert(expired, new_session(NOW - 500))
+    fresh = [digest() for _ in range(3)]
+    later = NOW + 10
+    calls = [
+        *(store.insert(d, new_session(later)) for d in fresh),
+        *(write(store, d, sets(a=i), now=later) for i, d in enumerate(live)),
+        *(write(store, d, Change(sets={"b": encode(i)}, deletes=("a",)), now=later) for i, d in enumerate(live[:3])),
+        write(store, digest(), sets(a=1), now=later),  # no such row
+        write(store, expired, sets(a=1), now=later),
+        store.touch(live[5], now=later, idle_deadline=POLICY.idle_deadline(later + 5)),
+        store.touch(expired, now=later, idle_deadline=POLICY.idle_deadline(later)),
+    ]
+    outcomes = await asyncio.gather(*calls)
+    assert outcomes == [None] * 3 + [1] * 8 + [2] * 3 + [None, None, True, False]
+    for i, d in enumerate(live):
+        found = await store.fetch(d)
+        assert found is not None
+        assert dict(found.data) == ({"b": i} if i < 3 else {"a": i})
+        assert found.version == (2 if i < 3 else 1)
+        assert found.expires == POLICY.idle_deadline(later + (5 if i == 5 else 0))
+    for d in fresh:
+        assert await store.fetch(d) == new_session(later)
+    if isinstance(store, MySQLStore):
+        assert store.merged_batches > 0
