@@ -24,6 +24,8 @@ from typing import Any
 
 import socketio
 
+from entrypoints.bootstrap import tune_gc
+
 IDLE_TTL = 86400.0
 ABSOLUTE_TTL = 30 * 86400.0
 MAX_BYTES = 65536
@@ -156,4 +158,6 @@ async def _health(scope: Scope, receive: Receive, send: Send) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-app = socketio.ASGIApp(sio, other_asgi_app=_health)
+# The same garbage-collector tuning as ours (SESSION_GC_TUNING's default), so that the
+# comparison is of sessions, not of collector settings.
+app = socketio.ASGIApp(sio, other_asgi_app=_health, on_startup=tune_gc)

@@ -17,7 +17,7 @@ from adapters.socketio import SocketSessions, packet_json
 from adapters.socketio.relay import RedisRelay
 from application.errors import SchemaMissing, StoreUnavailable
 from application.purge import purge_periodically
-from entrypoints.bootstrap import build_sessions, build_store, open_store
+from entrypoints.bootstrap import build_sessions, build_store, open_store, tune_gc
 from entrypoints.demo import register_demo_events
 from entrypoints.http import http_app
 from entrypoints.settings import ConfigError, Settings, load_settings
@@ -62,6 +62,8 @@ def create_app(settings: Settings) -> Any:
             )
             await relay.start()
             relays.append(relay)
+        if settings.session_gc_tuning:
+            tune_gc()
         if settings.session_purge_interval > 0:
             background.append(asyncio.create_task(purge_periodically(sessions, settings.session_purge_interval)))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 
 from adapters.clock import SystemClock
@@ -15,6 +16,23 @@ from entrypoints.settings import Settings
 log = logging.getLogger("socketio_session")
 
 Store = MySQLStore | SQLiteStore
+
+# Collect young objects every 50,000 allocations instead of 700; a full
+# collection every 100 million. An event-loop server allocates a few hundred
+# objects per message that die young; at Python's defaults the collector ran
+# every couple of messages and its full passes re-walked the whole heap
+# (bench/speed.py: about 15% less server CPU per write and handshake, lower p99).
+GC_THRESHOLDS = (50_000, 20, 100)
+
+
+def tune_gc() -> None:
+    """Fewer garbage collections for a long-running server; call it once startup is done.
+
+    ``gc.freeze()`` moves everything alive by then (modules, the app, its
+    adapters) where the collector no longer walks it on every pass.
+    """
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def build_store(settings: Settings) -> Store:

@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     session_log_key: str = ""
     # INFO logs each session lifecycle event but resumes; DEBUG adds a line per resume.
     session_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # Fewer garbage collections (entrypoints/bootstrap.py: tune_gc); 0 keeps Python's defaults.
+    session_gc_tuning: bool = True
     socketio_cors_origins: str = ""
     socketio_message_queue: str = ""
 
