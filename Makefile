@@ -51,5 +51,5 @@ clean:
 # Node's socket.io-client is its default load generator (BENCH_ARGS=--generator python for the Python one).
 .PHONY: bench
 bench: $(STAMP) $(NODE_CLIENT)
-	@mysql_url=$$(tests/support/ensure_mariadb.sh) && \
-	SESSION_TEST_MYSQL_URL="$$mysql_url" $(BIN)/python -m bench.speed $(BENCH_ARGS)
+	@mysql_url=$$(tests/support/ensure_mariadb.sh) && redis_url=$$(tests/support/ensure_redis.sh) && \
+	SESSION_TEST_MYSQL_URL="$$mysql_url" SESSION_TEST_REDIS_URL="$$redis_url" $(BIN)/python -m bench.speed $(BENCH_ARGS)

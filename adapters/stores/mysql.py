@@ -221,9 +221,11 @@ class MySQLStore:
                     # and a validated table name only.
                     client_flag=CLIENT.FOUND_ROWS | CLIENT.MULTI_STATEMENTS,
                     # A JSON_SET that yields NULL must fail, not blank the row.
+                    # group_concat_max_len: a batch's version read-back is one GROUP_CONCAT
+                    # (mysql_batch.py), which MySQL 8 would cut at 1,024 bytes by default.
                     init_command=(
                         "SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION',"
-                        f" innodb_lock_wait_timeout = {int(c.lock_wait_timeout)}"
+                        f" innodb_lock_wait_timeout = {int(c.lock_wait_timeout)}, group_concat_max_len = 1048576"
                     ),
                 ),
                 timeout=c.operation_timeout,
