@@ -2,11 +2,13 @@
 
 While a batch is in flight, new writes queue; when it completes, everything
 queued forms the next batch, sent as one multi-statement transaction
-(``BEGIN; UPDATE …; UPDATE …; COMMIT``). Each caller is answered only after
-its batch's COMMIT, with its own statement's outcome, so an ack still means
-stored. A write that arrives alone goes out alone, at once: batching adds no
-wait. One batch is in flight at a time (PITFALLS.md: more, or waiting to fill
-a batch, measured slower).
+(``BEGIN; UPDATE …; UPDATE …; COMMIT``; jobs that carry a ``payload`` may be
+merged into fewer statements by ``run_batch``, see mysql_batch.py). Each caller
+is answered only after its batch's COMMIT, with its own statement's outcome,
+so an ack still means stored. A write that arrives alone goes out alone, at
+once: batching adds no wait. One batch is in flight at a time (PITFALLS.md:
+more, or waiting to fill a batch, measured slower; two in flight measured
+again with bench/speed.py: no gain, the server process is CPU-bound).
 """
 
 from __future__ import annotations
@@ -58,15 +60,12 @@ class GroupCommit(Generic[T]):
         run_one: Callable[[str, Sequence[object], bool], Awaitable[T]],
         run_batch: Callable[[list[Job]], Awaitable[list[T]]],
         max_batch: int = 256,
-        in_flight: int = 1,
     ) -> None:
         self._run_one = run_one
         self._run_batch = run_batch
         self._max_batch = max_batch
-        self._in_flight = in_flight
         self._queue: list[Job] = []
-        self._flushing = 0  # batches in flight, or flushers about to start one
-        self._tasks: set[asyncio.Task[None]] = set()  # kept referenced while they run
+        self._flusher: asyncio.Task[None] | None = None
         self.batches = 0  # how many multi-statement batches ran (for tests and benchmarks)
 
     async def submit(
@@ -80,11 +79,8 @@ class GroupCommit(Generic[T]):
         """
         job = Job(sql, params, idempotent, key, payload)
         self._queue.append(job)
-        if self._flushing < self._in_flight:
-            self._flushing += 1
-            task = asyncio.get_running_loop().create_task(self._flush())
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        if self._flusher is None:
+            self._flusher = asyncio.get_running_loop().create_task(self._flush())
         result: T = await job.done
         return result
 
@@ -95,8 +91,7 @@ class GroupCommit(Generic[T]):
                 del self._queue[: self._max_batch]
                 await self._settle(batch)
         finally:
-            # Synchronously with the queue found empty: a job submitted after this starts a flusher.
-            self._flushing -= 1
+            self._flusher = None
 
     async def _settle(self, batch: list[Job]) -> None:
         if len(batch) == 1:
