@@ -1,8 +1,7 @@
 """One group-commit batch of the MySQL store as few statements as possible.
 
 A batch of N single-row statements costs MariaDB N parses and aiomysql N
-result packets to read in pure Python; that, not the COMMIT, was most of the
-cost of a durable write (bench/speed.py). So a batch is sent as
+result packets to read in pure Python. So a batch is sent as
 
     BEGIN;
     INSERT … VALUES (…), (…), …;                       -- every new session
@@ -11,8 +10,9 @@ cost of a durable write (bench/speed.py). So a batch is sent as
     COMMIT
 
 A round holds at most one write per row, so every write keeps its own size
-check and its own version, exactly as if it ran alone: a row written k times
-in one batch appears in k rounds, in the order of the calls. A refused
+check and its own version, as if it ran alone at the batch's latest instant
+(see batch_sql): a row written k times in one batch appears in k rounds, in
+the order of the calls. A refused
 statement (too large, an unaddressable key, a duplicate id) rolls the whole
 transaction back and GroupCommit runs each job alone, which gives each caller
 its own answer.
@@ -78,19 +78,25 @@ def batch_sql(table: str, payloads: Sequence[Payload]) -> BatchSQL:
             )
         )
     writes = [p for p in payloads if isinstance(p, RowWrite)]
+    if not writes:
+        return BatchSQL(statements, [(0, 0)] * len(payloads), False)
+    # One instant for the whole batch, its latest: it runs after every caller's `now`, so a
+    # session that expired within the batch's spread is ended for all of its writes (never
+    # revived by an earlier `now`), and a row is either matched by every round or by none,
+    # which is what makes the versions read back below exact.
+    now = max(w.now for w in writes)
     rounds, numbers = _rounds(payloads)
     for round_ in rounds:
-        statements.append(_update(table, round_))
-    if writes:
-        ids = sorted({w.hexid for w in writes})
-        statements.append(
-            (
-                f"SELECT GROUP_CONCAT(HEX(id), ':', version SEPARATOR ',') FROM {table}"
-                f" WHERE id IN ({', '.join(['UNHEX(%s)'] * len(ids))}) AND expires > %s",
-                [*ids, max(w.now for w in writes)],
-            )
+        statements.append(_update(table, round_, now))
+    ids = sorted({w.hexid for w in writes})
+    statements.append(
+        (
+            f"SELECT GROUP_CONCAT(HEX(id), ':', version SEPARATOR ',') FROM {table} FORCE INDEX (PRIMARY)"
+            f" WHERE id IN ({', '.join(['UNHEX(%s)'] * len(ids))}) AND expires > %s",
+            [*ids, now],
         )
-    return BatchSQL(statements, numbers, bool(writes))
+    )
+    return BatchSQL(statements, numbers, True)
 
 
 def _rounds(payloads: Sequence[Payload]) -> tuple[list[list[RowWrite]], list[tuple[int, int]]]:
@@ -120,13 +126,18 @@ def _rounds(payloads: Sequence[Payload]) -> tuple[list[list[RowWrite]], list[tup
     return rounds, numbers
 
 
-def _update(table: str, round_: list[RowWrite]) -> tuple[str, list[object]]:
-    """One UPDATE for rows named at most once each.
+def _update(table: str, round_: list[RowWrite], now: float) -> tuple[str, list[object]]:
+    """One UPDATE for rows named at most once each, live at ``now``.
 
     Left to right as in MySQLStore.write: ``data`` takes its new value, then
     ``version`` checks the new size (NULL, refused by strict mode, when too
-    big). A batch's writes happen within milliseconds: the WHERE and
-    ``last_seen`` use its latest instant; each row keeps its own idle deadline.
+    big). Each row keeps its own idle deadline.
+
+    FORCE INDEX (PRIMARY): without it MariaDB 10.11 may scan the whole primary
+    index (small tables) or walk the ``expires`` index (many expired rows) for
+    ``id IN (…) AND expires > …``, locking rows the batch never writes and in no
+    key order, so two processes' batches deadlocked (1213) or waited (1205) on
+    each other. tests/integration/test_mysql_store.py checks the plan.
     """
     writes = [w for w in round_ if w.data_sql is not None]
     params: list[object] = []
@@ -150,10 +161,9 @@ def _update(table: str, round_: list[RowWrite]) -> tuple[str, list[object]]:
     deadline = "CASE id " + " ".join(["WHEN UNHEX(%s) THEN %s"] * len(round_)) + " END"
     for w in round_:
         params += [w.hexid, w.idle_deadline]
-    now = max(w.now for w in round_)
     params += [now, *(w.hexid for w in round_), now]
     sql = (
-        f"UPDATE {table} SET data = {data},"
+        f"UPDATE {table} FORCE INDEX (PRIMARY) SET data = {data},"
         f" version = IF(LENGTH(data) <= {limit}, version + {bump}, NULL),"
         f" expires = LEAST(GREATEST(expires, {deadline}), absolute_expires),"
         " last_seen = %s"

@@ -57,7 +57,7 @@ async def test_the_cli_purges_in_batches_and_keeps_live_sessions(idle: Deploymen
 
 @pytest.fixture
 def chatty(tmp_path: Path) -> Iterator[Deployment]:
-    yield from _deploy("mysql", tmp_path, SESSION_IDLE_TTL="1", SESSION_HANDSHAKE_LIMIT="6", SESSION_LOG_LEVEL="debug")
+    yield from _deploy("mysql", tmp_path, SESSION_IDLE_TTL="1", SESSION_HANDSHAKE_LIMIT="6")
 
 
 async def test_a_full_run_logs_every_lifecycle_event_and_no_token(chatty: Deployment) -> None:

@@ -13,6 +13,7 @@ import pymysql
 import pytest
 
 from adapters.stores.mysql import MySQLConfig, MySQLStore, hexkey
+from adapters.stores.mysql_batch import RowWrite, batch_sql
 from domain.expiry import ExpiryPolicy
 from domain.session import Change, Session
 from tests.support.stores import mysql_url
@@ -173,3 +174,65 @@ async def test_only_one_process_purges_at_a_time(store: MySQLStore) -> None:
     assert sum(r or 0 for r in results) == 20_000
     assert await store.purge(now=NOW, batch=500) == 0
     assert await store.fetch(live) is not None
+
+
+@pytest.mark.parametrize(("rows", "expired", "written"), [(50, 0, 20), (10, 0, 8), (20, 2000, 10)])
+async def test_a_merged_write_round_reads_only_its_own_rows_by_primary_key(
+    store: MySQLStore, rows: int, expired: int, written: int
+) -> None:
+    """Without FORCE INDEX (PRIMARY), MariaDB scans the whole table or the expires index for these
+    (seen in review): every row gets locked, and two processes' batches deadlock or wait on each other."""
+    live = [await new_row(store) for _ in range(rows)]
+    if expired:
+        conn = admin()
+        try:
+            with conn.cursor() as cursor:
+                cursor.execute(
+                    f"INSERT INTO {store.table} (id, data, version, created, last_seen, expires, absolute_expires)"
+                    " SELECT UNHEX(SHA2(CONCAT('x', seq), 256)), '{}', 0, 0, 0, 1, 2 FROM seq_1_to_" + str(expired)
+                )
+                cursor.execute(f"ANALYZE TABLE {store.table}")
+            conn.commit()
+        finally:
+            conn.close()
+    later = NOW + 1
+    payloads = [
+        RowWrite(hexkey(d), "JSON_SET(data, %s, JSON_EXTRACT(%s, '$'))", ('$."k"', "1"), later, later + 100, 65536)
+        for d in live[:written]
+    ]
+    plan = batch_sql(store.table, payloads)
+    conn = admin()
+    try:
+        with conn.cursor() as cursor:
+            for sql, params in plan.statements:
+                cursor.execute("EXPLAIN " + cursor.mogrify(sql, params))
+                columns = [c[0] for c in cursor.description]
+                (row,) = cursor.fetchall()
+                plan_row = dict(zip(columns, row, strict=True))
+                assert (plan_row["key"], plan_row["type"]) == ("PRIMARY", "range"), (sql[:40], plan_row)
+    finally:
+        conn.close()
+
+
+async def test_a_write_told_it_landed_has_landed_whatever_the_nows_in_its_batch(store: MySQLStore) -> None:
+    """Writes to one row in one batch, with `now`s on both sides of its expiry: none may be acked unstored.
+
+    When each round used its own latest `now`, a row could miss round 1 (a later `now`) and match round 2
+    (an earlier one); the version read-back then credited the first write, which never landed.
+    """
+    expiring = await new_row(store, now=NOW - POLICY.idle_ttl + 5)  # expires at NOW + 5
+    other, first = await new_row(store), await new_row(store)
+    # `first` goes out alone at once; the other three queue behind it and form one batch.
+    changes = [(first, "f", NOW), (expiring, "a", NOW + 10), (other, "x", NOW + 10), (expiring, "b", NOW + 1)]
+    versions = await asyncio.gather(
+        *(
+            store.write(d, Change(sets={key: "1"}), now=now, idle_deadline=POLICY.idle_deadline(now), max_bytes=65536)
+            for d, key, now in changes
+        )
+    )
+    assert store.merged_batches > 0
+    for (d, key, _), version in zip(changes, versions, strict=True):
+        found = await store.fetch(d)
+        if version is not None:
+            assert found is not None
+            assert key in found.data, (key, version)

@@ -39,3 +39,18 @@ async def test_no_log_record_holds_a_token(caplog: pytest.LogCaptureFixture) -> 
         for token in tokens:
             assert token not in text
             assert token[:16] not in text
+
+
+async def test_lifecycle_lines_are_at_info_and_skipped_below_it(caplog: pytest.LogCaptureFixture) -> None:
+    sessions = Sessions(MemoryStore(), FakeClock())
+    caplog.set_level(logging.INFO, logger="socketio_session")
+    token = (await sessions.handshake("")).token.value
+    await sessions.handshake(token)
+    assert [(r.levelno, getattr(r, "session_event", None)) for r in caplog.records] == [
+        (logging.INFO, "created"),
+        (logging.INFO, "resumed"),
+    ]
+    caplog.clear()
+    caplog.set_level(logging.WARNING, logger="socketio_session")  # SESSION_LOG_LEVEL=WARNING
+    await sessions.handshake(token)
+    assert caplog.records == []
