@@ -270,7 +270,7 @@ def _durability(document: dict[str, Any]) -> list[str]:
     durability = document.get("durability", {})
     checks = durability.get("checks", [])
     if not checks:
-        return ["", "durability: not checked (ours was not measured)"]
+        return ["", "durability: not checked (no demo:set of ours was measured)"]
     acks = sum(c["acked_sets"] for c in checks)
     keys = sum(c["acked_keys_checked"] for c in checks)
     missing = sum(c["missing"] for c in checks)
