@@ -515,7 +515,7 @@ class MySQLStore:
             (now, idle_deadline, hexid := hexkey(digest), now),
             idempotent=True,
             key=digest,
-            payload=RowWrite(hexid, None, (), now, idle_deadline, max_bytes=2**62),
+            payload=RowWrite.touch(hexid, now, idle_deadline),
         )
         return matched.rowcount > 0
 

@@ -50,6 +50,11 @@ class RowWrite:
     idle_deadline: float
     max_bytes: int
 
+    @classmethod
+    def touch(cls, hexid: str, now: float, idle_deadline: float) -> RowWrite:
+        """Only a later idle deadline: no data, so no size to check (the limit can never be reached)."""
+        return cls(hexid, None, (), now, idle_deadline, max_bytes=2**62)
+
 
 Payload = NewRow | RowWrite
 

@@ -6,8 +6,8 @@ from adapters.stores.mysql_batch import NewRow, RowWrite, batch_sql, parse_versi
 
 
 def write(hexid: str, data: bool = True, max_bytes: int = 100) -> RowWrite:
-    if not data:  # a touch
-        return RowWrite(hexid, None, (), 1.0, 2.0, max_bytes)
+    if not data:
+        return RowWrite.touch(hexid, 1.0, 2.0)
     return RowWrite(hexid, "JSON_SET(data, %s, %s)", ("$.a", "1"), 1.0, 2.0, max_bytes)
 
 
