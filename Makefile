@@ -28,8 +28,9 @@ $(NODE_CLIENT): tests/e2e/node/package.json tests/e2e/node/package-lock.json
 $(CHROMIUM):
 	tests/support/ensure_chromium.sh
 
+# The demo page and events let anyone log in as anyone: on for this local run only, on 127.0.0.1.
 run: $(STAMP)
-	$(BIN)/uvicorn entrypoints.asgi:app --host $(HOST) --port $(PORT)
+	SESSION_DEMO=1 $(BIN)/uvicorn entrypoints.asgi:app --host $(HOST) --port $(PORT)
 
 migrate: $(STAMP)
 	$(BIN)/python -m entrypoints.cli migrate

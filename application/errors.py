@@ -23,3 +23,11 @@ class StoreUnavailable(SessionError):
 
 class SchemaMissing(SessionError):
     """The store's table does not exist (or lacks columns) and was not created for us."""
+
+
+class InvalidPayload(SessionError):
+    """An event's payload is not of the expected shape (not an object, wrong field types)."""
+
+
+class InternalError(SessionError):
+    """Something failed that is not the client's doing; it is logged, and only this name is sent."""

@@ -53,6 +53,11 @@ class SessionHandle:
             return result
 
     @property
+    def sessions(self) -> Sessions:
+        """The use cases this handle works through (its store, clock and policy)."""
+        return self._sessions
+
+    @property
     def bound(self) -> bool:
         return self._token is not None
 

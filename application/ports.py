@@ -104,6 +104,21 @@ class SessionStore(Protocol):
         ...
 
 
+class ManagedStore(SessionStore, Protocol):
+    """A store as the composition root sees it: opened at startup, asked for health, closed."""
+
+    async def open(self) -> None:
+        """Connect (or open the file) and check the schema; raises a named error saying why not.
+
+        A failed open releases whatever it had opened, so the process can exit.
+        """
+        ...
+
+    async def ping(self) -> None:
+        """Return once the store answers; raise :class:`application.errors.StoreUnavailable` otherwise."""
+        ...
+
+
 class EndedListener(Protocol):
     """Something holding sessions open (a transport, a relay to other processes)
     that must hear at once when sessions end elsewhere."""

@@ -1,32 +1,76 @@
 """The ASGI application: ``uvicorn entrypoints.asgi:app``.
 
-Socket.IO at ``/socket.io/``, the demo page at ``/``, the health check at
-``/healthz``. Configured from the environment (see README.md).
+Socket.IO at ``/socket.io/`` and the health check at ``/healthz``, configured
+from the environment (see README.md). The application's own events come from
+``SESSION_EVENTS=package.module:register`` (``register(sio, sessions)``); the
+demo page at ``/`` and its events only with ``SESSION_DEMO=1``.
 """
 
 from __future__ import annotations
 
-import asyncio
+import functools
+import importlib
+import inspect
 import logging
 import sys
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import socketio
 
 from adapters.socketio import SocketSessions, packet_json
-from adapters.socketio.relay import RedisRelay
-from application.errors import SchemaMissing, StoreUnavailable
-from application.purge import purge_periodically
-from entrypoints.bootstrap import build_sessions, build_store, open_store, tune_gc
+from domain.errors import SessionError
+from entrypoints.bootstrap import Store, build_sessions, build_store, open_store, tune_gc
 from entrypoints.demo import register_demo_events
 from entrypoints.http import http_app
+from entrypoints.lifecycle import REDIS_EXTRA, MissingExtra, SessionLifecycle, require_module
 from entrypoints.settings import ConfigError, Settings, load_settings
 
 log = logging.getLogger("socketio_session")
 
+Register = Callable[[socketio.AsyncServer, SocketSessions], object]
+"""``register(sio, sessions)``: adds the application's own event handlers, once, at app creation."""
 
-def create_app(settings: Settings) -> Any:
-    """The whole server for ``settings``: Socket.IO, sessions, demo events, HTTP."""
+DEMO_WARNING = (
+    "SESSION_DEMO=1: the demo page and demo events are on. Their user:login takes any userId without a"
+    " password, so anyone who can reach this server can log in as any user. Never set it in production."
+)
+
+
+def load_registrar(name: str) -> Register:
+    """The function named ``package.module:function`` (a SESSION_EVENTS entry), or :class:`ConfigError`."""
+    module_name, _, function_name = name.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        # Only the named module (or a parent package) missing is a configuration error;
+        # a missing import inside that module is the module's own bug and keeps its traceback.
+        if exc.name is None or not (module_name == exc.name or module_name.startswith(exc.name + ".")):
+            raise
+        raise ConfigError(f"SESSION_EVENTS: no module named {module_name!r} (is it on PYTHONPATH?)") from None
+    function = getattr(module, function_name, None)
+    if function is None or not callable(function):
+        raise ConfigError(f"SESSION_EVENTS: module {module_name!r} has no function {function_name!r}")
+    if inspect.iscoroutinefunction(function):
+        raise ConfigError(f"SESSION_EVENTS: {name} must be a plain function (it only registers handlers)")
+    return function  # type: ignore[no-any-return]
+
+
+def create_app(settings: Settings, register: Register | Iterable[Register] = ()) -> Any:
+    """The whole server for ``settings``: Socket.IO, sessions, the health check, your events.
+
+    ``register`` (one function or several), then each function named by
+    SESSION_EVENTS, is called once as ``register(sio, sessions)``, where
+    ``sessions`` is the :class:`SocketSessions` (``sessions.handle(sid)``,
+    ``sessions.guarded``, ``sessions.replies``).
+    """
+    registrars = [register] if callable(register) else list(register)
+    registrars += [load_registrar(name) for name in settings.event_registrars]
+    if settings.socketio_message_queue:
+        try:
+            require_module("redis", REDIS_EXTRA, "SOCKETIO_MESSAGE_QUEUE")
+        except MissingExtra as exc:
+            raise ConfigError(str(exc)) from None
     store = build_store(settings)
     sessions = build_sessions(settings, store)
     manager = socketio.AsyncRedisManager(settings.socketio_message_queue) if settings.socketio_message_queue else None
@@ -44,42 +88,45 @@ def create_app(settings: Settings) -> Any:
         handshake_limit=settings.session_handshake_limit,
         handshake_window=settings.session_handshake_window,
     ).install()
-    register_demo_events(sio, transport)
-    background: list[asyncio.Task[None]] = []
-    relays: list[RedisRelay] = []
-
-    async def startup() -> None:
-        try:
-            await open_store(store, settings)
-        except (SchemaMissing, StoreUnavailable) as exc:
-            # uvicorn only says "Application startup failed": say why, in one line.
-            log.error("cannot start: %s", exc)
-            await store.close()
-            raise
-        if settings.socketio_message_queue:
-            relay = RedisRelay(
-                sessions, settings.socketio_message_queue, channel=f"socketio_session:{settings.session_table}:ended"
-            )
-            await relay.start()
-            relays.append(relay)
-        if settings.session_gc_tuning:
-            tune_gc()
-        if settings.session_purge_interval > 0:
-            background.append(asyncio.create_task(purge_periodically(sessions, settings.session_purge_interval)))
-
-    async def shutdown() -> None:
-        for task in background:
-            task.cancel()
-        for relay in relays:
-            await relay.close()
-        await store.close()
-
+    if settings.session_demo:
+        register_demo_events(sio, transport)
+    for registrar in registrars:
+        registrar(sio, transport)
+    lifecycle = SessionLifecycle(
+        store,
+        sessions,
+        [transport],
+        purge_interval=settings.session_purge_interval,
+        relay_url=settings.socketio_message_queue,
+        relay_channel=f"socketio_session:{settings.session_table}:ended",
+        open_store=functools.partial(open_store, store, settings),
+        after_startup=tune_gc if settings.session_gc_tuning else None,
+    )
     return socketio.ASGIApp(
         sio,
-        other_asgi_app=http_app(store.ping, "mysql" if settings.uses_mysql else "sqlite"),
-        on_startup=startup,
-        on_shutdown=shutdown,
+        other_asgi_app=http_app(store.ping, _store_kind(store), demo=settings.session_demo),
+        on_startup=functools.partial(_startup, lifecycle, settings),
+        on_shutdown=lifecycle.shutdown,
     )
+
+
+def _store_kind(store: Store) -> str:
+    return type(store).__name__.removesuffix("Store").lower()
+
+
+async def _startup(lifecycle: SessionLifecycle, settings: Settings) -> None:
+    if settings.session_demo:
+        log.warning(DEMO_WARNING)
+    try:
+        await lifecycle.startup()
+    except SessionError as exc:
+        # python-socketio's lifespan handler swallows the exception and uvicorn only says
+        # "Application startup failed": say why, in one line, then let it exit.
+        log.error("cannot start: %s", exc)
+        raise
+    except Exception:
+        log.exception("cannot start: unexpected error")  # a bug: the traceback is what helps
+        raise
 
 
 def _app_from_environment() -> Any:

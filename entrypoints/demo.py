@@ -1,4 +1,9 @@
-"""The old README's example, made runnable: login, a secured event, logout, get/set."""
+"""The old README's example, made runnable: login, a secured event, logout, get/set.
+
+Served only with SESSION_DEMO=1: ``user:login`` takes any userId without a
+password, so anyone who reaches the server can log in as anyone. A real
+application checks credentials before calling ``login`` (docs/embedding.md).
+"""
 
 from __future__ import annotations
 
@@ -8,8 +13,8 @@ from typing import Any
 
 import socketio
 
-from adapters.socketio import InvalidPayload, SocketSessions
-from application.errors import SessionKeyMissing
+from adapters.socketio import SocketSessions
+from application.errors import InvalidPayload, SessionKeyMissing
 from application.user_sessions import end_user_sessions, list_user_sessions
 
 

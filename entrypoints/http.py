@@ -1,5 +1,9 @@
 """The plain HTTP side of the app: the demo page, its assets and the health check.
 
+The page and its assets (``entrypoints/static``) ship inside the package and
+are read through :mod:`importlib.resources`, so an installed wheel serves them
+from site-packages whatever the working directory.
+
 The demo page needs the Socket.IO browser client. No third-party code is kept
 in this repository: the client is served from an installed npm package
 (``socket.io-client``'s ``dist`` folder) at ``/vendor/socket.io.min.js`` when
@@ -15,7 +19,9 @@ import json
 import logging
 import os
 from collections.abc import Awaitable, Callable, MutableMapping
-from pathlib import Path
+from importlib.resources import files
+from importlib.resources.abc import Traversable
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 Scope = MutableMapping[str, Any]
@@ -25,7 +31,9 @@ Ping = Callable[[], Awaitable[None]]
 
 log = logging.getLogger("socketio_session.http")
 
-STATIC = Path(__file__).parent / "static"
+STATIC: Traversable = files("entrypoints") / "static"
+# Only meaningful in a checkout; installed, this is site-packages, the candidates below do not
+# exist there, and the page falls back to the CDN (or to SOCKETIO_CLIENT_JS_DIR).
 REPO = Path(__file__).resolve().parents[1]
 CLIENT_JS_ENV = "SOCKETIO_CLIENT_JS_DIR"
 CLIENT_JS_CANDIDATES = (
@@ -57,12 +65,14 @@ def client_js_dir(environ: MutableMapping[str, str] | None = None) -> Path | Non
     return next((c for c in CLIENT_JS_CANDIDATES if (c / CLIENT_JS_FILES[0]).is_file()), None)
 
 
-def _load_assets(static_dir: Path, client_dir: Path | None) -> dict[str, tuple[str, bytes]]:
+def _load_assets(static_dir: Traversable, client_dir: Path | None) -> dict[str, tuple[str, bytes]]:
     """Every file served besides ``/healthz``, by path, read once at startup."""
     assets: dict[str, tuple[str, bytes]] = {"/": (_TYPES[".html"], (static_dir / "index.html").read_bytes())}
-    for path in sorted(static_dir.iterdir()):
-        if path.is_file() and path.suffix in _TYPES and path.name != "index.html":
-            assets[f"/static/{path.name}"] = (_TYPES[path.suffix], path.read_bytes())
+    for resource in sorted(static_dir.iterdir(), key=lambda r: r.name):
+        # A Traversable has a name but no suffix of its own.
+        suffix = PurePosixPath(resource.name).suffix
+        if resource.is_file() and suffix in _TYPES and resource.name != "index.html":
+            assets[f"/static/{resource.name}"] = (_TYPES[suffix], resource.read_bytes())
     if client_dir is not None:
         for name in CLIENT_JS_FILES:
             if (client_dir / name).is_file():
@@ -94,13 +104,21 @@ async def _respond(
 
 
 def http_app(
-    ping: Ping, store_kind: str, *, static_dir: Path = STATIC, client_dir: Path | None = None
+    ping: Ping,
+    store_kind: str,
+    *,
+    demo: bool = False,
+    static_dir: Traversable = STATIC,
+    client_dir: Path | None = None,
 ) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
-    """``/`` serves the demo page (assets: ``/static/``, ``/vendor/``); ``/healthz`` says whether the store answers.
+    """``/healthz`` says whether the store answers; with ``demo``, ``/`` serves the demo page too.
 
-    ``client_dir`` is where ``socket.io.min.js`` is read from; by default :func:`client_js_dir`.
+    The demo page's assets are under ``/static/`` and ``/vendor/``. Without ``demo`` (the
+    default) only ``/healthz`` is served and nothing is read: a production server exposes no
+    page. ``static_dir`` is the page's folder (a package resource by default); ``client_dir`` is
+    where ``socket.io.min.js`` is read from, by default :func:`client_js_dir`.
     """
-    assets = _load_assets(static_dir, client_dir if client_dir is not None else client_js_dir())
+    assets = _load_assets(static_dir, client_dir if client_dir is not None else client_js_dir()) if demo else {}
     page_headers = ((b"content-security-policy", _PAGE_POLICY.encode()), (b"referrer-policy", b"no-referrer"))
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:

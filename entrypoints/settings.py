@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
@@ -10,6 +11,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from adapters.stores.ddl import check_table_name
 from adapters.stores.mysql import MySQLConfig
 from adapters.stores.sqlite import path_from_url
+
+_REGISTRAR = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*")
 
 
 class ConfigError(Exception):
@@ -35,12 +38,31 @@ class Settings(BaseSettings):
     # correlate log lines across processes and restarts; by default it is random
     # per process.
     session_log_key: str = ""
-    # INFO logs each session lifecycle event but resumes; DEBUG adds a line per resume.
+    # INFO logs one line per session lifecycle event (resumes included); WARNING drops them.
     session_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # Fewer garbage collections (entrypoints/bootstrap.py: tune_gc); 0 keeps Python's defaults.
     session_gc_tuning: bool = True
     socketio_cors_origins: str = ""
     socketio_message_queue: str = ""
+    # The demo page at / and its events (user:login needs no password: anyone can log in as
+    # anyone). Off unless asked for; `make run` asks.
+    session_demo: bool = False
+    # The application's own events: comma-separated ``package.module:function`` names, each
+    # ``function(sio, sessions)`` called once when the app is created.
+    session_events: str = ""
+
+    @field_validator("session_events")
+    @classmethod
+    def _event_registrars(cls, value: str) -> str:
+        for name in (part.strip() for part in value.split(",")):
+            if name and _REGISTRAR.fullmatch(name) is None:
+                raise ValueError(f"{name!r} is not of the form package.module:function")
+        return value
+
+    @property
+    def event_registrars(self) -> list[str]:
+        """The ``module:function`` names of SESSION_EVENTS, in order."""
+        return [part.strip() for part in self.session_events.split(",") if part.strip()]
 
     @field_validator("session_log_level", mode="before")
     @classmethod

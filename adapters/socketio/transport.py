@@ -4,47 +4,73 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 import logging
-import time
-from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import socketio
 
-from adapters.socketio.wire import INTERNAL_ERROR, RATE_LIMITED, STORE_UNAVAILABLE, error_reply, token_message
-from application.errors import SessionNotReady, StoreUnavailable
+from application.errors import InvalidPayload, SessionNotReady, StoreUnavailable
 from application.handle import SessionHandle
 from application.handshake import Handshake, Sessions
+from application.protocol import (
+    NOT_A_TOKEN,
+    HandshakeLimiter,
+    Message,
+    answer_handshake,
+    error_reply,
+    internal_error_reply,
+    presented_token,
+    token_message,
+    unavailable_message,
+)
 from domain.errors import SessionError
 
 log = logging.getLogger("socketio_session.transport")
 
 Handler = TypeVar("Handler", bound=Callable[..., Awaitable[Any]])
 
-
-class InvalidPayload(SessionError):
-    """An event's payload is not of the expected shape (not an object, wrong field types)."""
+__all__ = ["InvalidPayload", "SocketSessions"]
 
 
-class _NotAToken:
-    """Stands for a payload that held no usable token field; never parses."""
+async def _call(handler: Callable[..., Any], *args: Any) -> Any:
+    """Call an application handler, sync or async, with as many of ``args`` as it takes.
 
-
-_NOT_A_TOKEN = _NotAToken()
+    python-socketio calls ``connect`` with ``(sid, environ, auth)`` or ``(sid, environ)``
+    and ``disconnect`` with ``(sid, reason)`` or ``(sid)``, whichever the handler accepts;
+    a handler chained behind ours gets the same courtesy.
+    """
+    try:
+        signature = inspect.signature(handler)
+    except (TypeError, ValueError):  # a builtin or C callable: pass everything
+        signature = None
+    while signature is not None and len(args) > 1:
+        try:
+            signature.bind(*args)
+            break
+        except TypeError:
+            args = args[:-1]
+    result = handler(*args)
+    return await result if inspect.isawaitable(result) else result
 
 
 class SocketSessions:
     """Token sessions for every socket of one namespace of ``sio``.
 
-    ``install()`` registers ``connect``, ``disconnect`` and ``getToken``. If the
-    application has its own ``connect`` / ``disconnect`` handlers, call
-    :meth:`connect` and :meth:`disconnect` from them instead.
+    ``install()`` registers ``getToken`` and puts the session binding in front
+    of the namespace's ``connect`` and behind its ``disconnect``. The
+    application may register its own ``connect`` / ``disconnect`` handlers
+    before or after ``install()``: they keep running, ours runs first on
+    connect (so ``handle(sid)`` works in theirs) and last on disconnect. A
+    handler registered after ``install()`` is chained again by
+    :meth:`check_installed`, which the lifespan helper
+    (:class:`entrypoints.lifecycle.SessionLifecycle`) calls at startup.
 
     >>> sio = socketio.AsyncServer(async_mode="asgi")       # doctest: +SKIP
     >>> sessions = SocketSessions(sio, Sessions(store, clock)).install()  # doctest: +SKIP
     >>> @sio.on("user:securedEvent")                         # doctest: +SKIP
-    ... @sessions.guarded("userId")
+    ... @sessions.guarded(user=True)
     ... async def secured(sid, data):
     ...     return {"ok": True, "userId": sessions.handle(sid).get("userId")}
     """
@@ -67,18 +93,70 @@ class SocketSessions:
         self.reply_event = reply_event
         # At most ``handshake_limit`` handshakes per socket in any ``handshake_window`` seconds:
         # each one may cost a row, so a client cannot make us mint sessions in a loop.
-        self.handshake_limit = handshake_limit
-        self.handshake_window = handshake_window
+        self.limiter = HandshakeLimiter(handshake_limit, handshake_window)
         self._handles: dict[str, SessionHandle] = {}
-        self._recent: dict[str, deque[float]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        # What we registered last for connect/disconnect, to notice when the application replaced it.
+        self._entries: dict[str, Callable[..., Awaitable[Any]]] = {}
         sessions.subscribe(self)
 
     def install(self) -> SocketSessions:
-        self.sio.on("connect", self.connect, namespace=self.namespace)
-        self.sio.on("disconnect", self.disconnect, namespace=self.namespace)
+        """Register ``getToken`` and the session binding on ``connect`` / ``disconnect``."""
+        self._chain()
         self.sio.on(self.request_event, self.get_token, namespace=self.namespace)
         return self
+
+    def check_installed(self) -> None:
+        """Chain again any ``connect`` / ``disconnect`` handler registered after :meth:`install`.
+
+        Without it such a handler would silently replace ours and no socket
+        would get a session. Call it once all handlers are registered (the
+        lifespan helper does, at startup).
+        """
+        if not self._entries:
+            raise RuntimeError("SocketSessions.install() was never called: call it once, after creating the server")
+        for event in self._chain():
+            log.info("chained the application's %s handler, registered after install(), behind ours", event)
+
+    def _chain(self) -> list[str]:
+        """Put ours in front of (connect) and behind (disconnect) the namespace's handlers; which changed."""
+        registered = self.sio.handlers.get(self.namespace, {})
+        changed = []
+        for event, build in (("connect", self._connect_entry), ("disconnect", self._disconnect_entry)):
+            current = registered.get(event)
+            if current is not None and current is self._entries.get(event):
+                continue
+            entry = build(current)
+            self.sio.on(event, entry, namespace=self.namespace)
+            self._entries[event] = entry
+            changed.append(event)
+        return changed
+
+    def _connect_entry(self, theirs: Callable[..., Any] | None) -> Callable[..., Awaitable[Any]]:
+        async def connect(sid: str, environ: dict[str, Any], auth: Any = None) -> Any:
+            await self.connect(sid, environ, auth)
+            if theirs is None:
+                return None
+            try:
+                accepted = await _call(theirs, sid, environ, auth)
+            except BaseException:
+                self._forget(sid)  # refused (ConnectionRefusedError) or failed: no disconnect will follow
+                raise
+            if accepted is False:
+                self._forget(sid)
+            return accepted
+
+        return connect
+
+    def _disconnect_entry(self, theirs: Callable[..., Any] | None) -> Callable[..., Awaitable[Any]]:
+        async def disconnect(sid: str, reason: Any = None) -> None:
+            try:
+                if theirs is not None:
+                    await _call(theirs, sid, reason)
+            finally:
+                await self.disconnect(sid, reason)
+
+        return disconnect
 
     # -- access -----------------------------------------------------------------------
 
@@ -99,12 +177,13 @@ class SocketSessions:
         The handshake runs before python-socketio acknowledges the connection,
         so the session is bound before any of the client's events run. A client
         that sends no ``auth.token`` gets no session (and no row) until it
-        emits ``getToken``.
+        emits ``getToken``. Calling it again for the same socket does nothing.
         """
-        handle = SessionHandle(self.sessions, on_rebound=functools.partial(self._rebound, sid))
-        self._handles[sid] = handle
+        if sid in self._handles:
+            return
+        handle = self._new_handle(sid)
         if isinstance(auth, dict) and "token" in auth:
-            message = await self._handshake(sid, handle, self._presented(auth))
+            message = await answer_handshake(handle, presented_token(auth), limiter=self.limiter, key=sid)
             # The client drops events that precede the CONNECT packet, which
             # python-socketio sends once this handler returns.
             task = asyncio.get_running_loop().create_task(self._emit_after_connect(sid, message))
@@ -112,15 +191,20 @@ class SocketSessions:
             task.add_done_callback(self._tasks.discard)
 
     async def disconnect(self, sid: str, reason: Any = None) -> None:
-        self._handles.pop(sid, None)
-        self._recent.pop(sid, None)
+        self._forget(sid)
 
-    async def get_token(self, sid: str, payload: Any = _NOT_A_TOKEN, *extra: Any) -> dict[str, Any]:
+    async def get_token(self, sid: str, payload: Any = NOT_A_TOKEN, *extra: Any) -> Message:
         """The old package's ``getToken``: answer ``gotToken`` (and the ack, if asked)."""
         handle = self._handles.get(sid)
         if handle is None:
-            return dict(STORE_UNAVAILABLE)
-        message = await self._handshake(sid, handle, _NOT_A_TOKEN if extra else self._presented(payload))
+            if not self.sio.manager.is_connected(sid, self.namespace):
+                return unavailable_message()  # an event that outlived its socket: nobody to answer
+            # Our connect never ran for a connected socket: the application registered its own
+            # connect handler after install() and nothing called check_installed() since.
+            self.check_installed()
+            handle = self._new_handle(sid)
+        presented = NOT_A_TOKEN if extra else presented_token(payload)
+        message = await answer_handshake(handle, presented, limiter=self.limiter, key=sid)
         await self._push(sid, message)
         return message
 
@@ -162,42 +246,22 @@ class SocketSessions:
                 return error_reply(exc)
             except Exception:
                 log.exception("event handler %s failed", handler.__name__)
-                return dict(INTERNAL_ERROR)
+                return internal_error_reply()
 
         return run  # type: ignore[return-value]
 
     # -- internals -------------------------------------------------------------------------
 
-    @staticmethod
-    def _presented(payload: Any) -> Any:
-        if not isinstance(payload, dict):
-            return _NOT_A_TOKEN
-        token = payload.get("token", "")
-        return _NOT_A_TOKEN if token is None else token
+    def _new_handle(self, sid: str) -> SessionHandle:
+        handle = SessionHandle(self.sessions, on_rebound=functools.partial(self._rebound, sid))
+        self._handles[sid] = handle
+        return handle
 
-    def _allowed(self, sid: str) -> bool:
-        now = time.monotonic()
-        recent = self._recent.setdefault(sid, deque())
-        while recent and now - recent[0] >= self.handshake_window:
-            recent.popleft()
-        if len(recent) >= self.handshake_limit:
-            return False
-        recent.append(now)
-        return True
+    def _forget(self, sid: str) -> None:
+        self._handles.pop(sid, None)
+        self.limiter.forget(sid)
 
-    async def _handshake(self, sid: str, handle: SessionHandle, presented: Any) -> dict[str, Any]:
-        if not self._allowed(sid):
-            self.sessions.audit("rate_limited", None)
-            return dict(RATE_LIMITED)
-        try:
-            return token_message(await handle.handshake(presented))
-        except StoreUnavailable as exc:
-            log.warning("handshake failed: %s", exc)
-        except Exception:
-            log.exception("handshake failed unexpectedly")
-        return dict(STORE_UNAVAILABLE)
-
-    async def _emit_after_connect(self, sid: str, message: dict[str, Any]) -> None:
+    async def _emit_after_connect(self, sid: str, message: Message) -> None:
         for _ in range(100):
             if self.sio.manager.is_connected(sid, self.namespace):
                 await self._push(sid, message)
@@ -207,7 +271,7 @@ class SocketSessions:
             await asyncio.sleep(0.001)
         log.warning("socket did not finish connecting; gotToken not sent")
 
-    async def _push(self, sid: str, message: dict[str, Any]) -> None:
+    async def _push(self, sid: str, message: Message) -> None:
         """``gotToken`` to a socket of this process.
 
         ``ignore_queue``: with a message queue (several processes), python-socketio
@@ -229,7 +293,7 @@ class SocketSessions:
             try:
                 await handle.replace_if_ended(digests)
             except StoreUnavailable:
-                await self._push(sid, dict(STORE_UNAVAILABLE))
+                await self._push(sid, unavailable_message())
 
         affected = [(sid, h) for sid, h in self._handles.items() if h.bound and h.token.digest in digests]
         await asyncio.gather(*(replace(sid, handle) for sid, handle in affected))

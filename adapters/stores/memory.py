@@ -93,5 +93,11 @@ class MemoryStore:
             del self.sessions[digest]
         return len(expired)
 
+    async def open(self) -> None:
+        """Nothing to open: the dict is there from the start."""
+
+    async def ping(self) -> None:
+        """Always answers."""
+
     async def close(self) -> None:
-        pass
+        """Nothing to release; the sessions stay until the object goes."""

@@ -42,9 +42,35 @@ _NOT_SENT = {2002, 2003, 1040, 1203}  # cannot connect (socket, TCP), too many c
 # The connection died under the statement; it may or may not have run.
 _CONNECTION_LOST = {2006, 2013, 2055, 1927, 4031}  # gone, lost, lost reading, killed, idle timeout
 _SHUTTING_DOWN = {1053, 1077, 1078, 1079, 1080}  # server shutdown in progress
-# The only errors that mean "the store is unreachable right now". Any other
-# error is a bug (ours or the server's) and is raised as such, not disguised.
+# Errors that mean "the store is unreachable right now". With _REFUSED and
+# _NOT_PERMITTED below, the only ones reported as StoreUnavailable (see
+# MySQLStore._store_error); any other error is a bug (ours or the server's)
+# and is raised as such, not disguised.
 _UNAVAILABLE = _ROLLED_BACK | _NOT_SENT | _CONNECTION_LOST | _SHUTTING_DOWN
+# MySQL refused us: the account, the database, a grant or the server's mode is
+# wrong. Nothing ran, and retrying cannot help until someone changes the URL,
+# the grants or the server, so these are reported at once, never retried.
+_REFUSED = {
+    ER.DBACCESS_DENIED_ERROR,  # 1044: no access to that database (or it does not exist)
+    ER.ACCESS_DENIED_ERROR,  # 1045: wrong user or password
+    ER.BAD_DB_ERROR,  # 1049: no such database
+    ER.HOST_IS_BLOCKED,  # 1129: too many failed connects from this host
+    ER.HOST_NOT_PRIVILEGED,  # 1130: this host may not connect
+    ER.USER_LIMIT_REACHED,  # 1226: an account resource limit
+    ER.NOT_SUPPORTED_AUTH_MODE,  # 1251
+    ER.OPTION_PREVENTS_STATEMENT,  # 1290: e.g. a read-only server (a replica, a primary being failed over)
+    1698,  # ER_ACCESS_DENIED_NO_PASSWORD_ERROR (e.g. root over TCP where only the Unix socket is allowed)
+    ER.MUST_CHANGE_PASSWORD_LOGIN,  # 1862: the password expired
+    3118,  # MySQL 8: account locked
+    4151,  # MariaDB: account locked
+    2059,  # CR_AUTH_PLUGIN_CANNOT_LOAD: the account's authentication plugin is not supported by the driver
+}
+# A statement needs a privilege the account lacks (e.g. `migrate` without CREATE).
+_NOT_PERMITTED = {
+    ER.TABLEACCESS_DENIED_ERROR,  # 1142
+    ER.COLUMNACCESS_DENIED_ERROR,  # 1143
+    ER.SPECIFIC_ACCESS_DENIED_ERROR,  # 1227
+}
 
 _SELECT = f"SELECT {FIELDS} FROM {{t}} WHERE id = UNHEX(%s)"
 
@@ -83,10 +109,35 @@ def _merged_outcome(payload: object, number: tuple[int, int], versions: dict[str
     return Outcome(1, [], version - of + nth if of else None)
 
 
-def _error_code(exc: BaseException) -> int | None:
+def _error_code(exc: BaseException | None) -> int | None:
     if isinstance(exc, pymysql.err.MySQLError) and exc.args and isinstance(exc.args[0], int):
         return exc.args[0]
     return None
+
+
+def _text(exc: BaseException) -> str:
+    """The message of ``exc`` on one line: the server's own words for a MySQL error, without the code.
+
+    Server messages name the user, host and database, never the password.
+    """
+    said = exc.args[1] if _error_code(exc) is not None and len(exc.args) > 1 else exc
+    text = " ".join(str(said).split()) or type(exc).__name__
+    if isinstance(exc, pymysql.err.MySQLError) and isinstance(cause := exc.__cause__, OSError):
+        # The driver's "Can't connect" (2003) keeps the reason in its cause: refused, timed out, unknown host.
+        text += f" ({' '.join(str(cause).split()) or type(cause).__name__})"
+    return text
+
+
+def _said(exc: BaseException) -> str:
+    """``(1045) Access denied for user ...``, or ``ConnectionResetError: ...`` for an error without a code."""
+    code = _error_code(exc)
+    return f"({code}) {_text(exc)}" if code else f"{type(exc).__name__}: {_text(exc)}"
+
+
+def describe_mysql_error(exc: pymysql.err.MySQLError) -> str:
+    """One line for a MySQL error the store did not name (a bug, or something unforeseen): ``MySQL error 1054: ...``."""
+    code = _error_code(exc)
+    return f"MySQL error {code}: {_text(exc)}" if code else f"MySQL error ({type(exc).__name__}): {_text(exc)}"
 
 
 def json_path(key: str) -> str:
@@ -179,9 +230,13 @@ class MySQLStore:
     # -- lifecycle ----------------------------------------------------------------
 
     async def open(self) -> None:
-        """Create the pool (lazily reconnecting later) and check the schema."""
-        await self._get_pool()
-        await self.check_schema()
+        """Create the pool (lazily reconnecting later) and check the schema; a failed open closes the pool."""
+        try:
+            await self._get_pool()
+            await self.check_schema()
+        except BaseException:
+            await self.close()
+            raise
 
     async def close(self) -> None:
         if self._pool is not None:
@@ -230,8 +285,9 @@ class MySQLStore:
                 ),
                 timeout=c.operation_timeout,
             )
-        except (TimeoutError, OSError, pymysql.err.MySQLError) as exc:
-            raise StoreUnavailable(f"cannot reach MySQL at {c.host}:{c.port}: {type(exc).__name__}") from exc
+        except (OSError, pymysql.err.MySQLError) as exc:
+            # Creating the pool opens no connection (minsize=0); whatever fails here fails to connect.
+            raise (self._store_error(exc) or self._unavailable(exc)) from exc
 
     # -- running statements ----------------------------------------------------------
 
@@ -278,21 +334,39 @@ class MySQLStore:
                 ):
                     with attempt:
                         return await self._once(sql, params)
-        except pymysql.err.ProgrammingError as exc:
+        except (pymysql.err.MySQLError, OSError) as exc:
             if _error_code(exc) == ER.NO_SUCH_TABLE:
                 raise self._schema_missing() from exc
-            raise
-        except (pymysql.err.OperationalError, pymysql.err.InterfaceError, OSError) as exc:
-            if isinstance(exc, pymysql.err.OperationalError) and _error_code(exc) not in _UNAVAILABLE:
+            mapped = self._store_error(exc)
+            if mapped is None:
                 raise
-            raise self._unavailable(exc) from exc
+            raise mapped from exc
         raise AssertionError("unreachable: tenacity either returns or reraises")
 
-    def _unavailable(self, exc: BaseException) -> StoreUnavailable:
-        if isinstance(exc, TimeoutError):
-            return StoreUnavailable(f"MySQL did not answer within {self.config.operation_timeout} s")
+    def _store_error(self, exc: BaseException) -> StoreUnavailable | None:
+        """The named error for a failure of the store itself, or None for any other error.
+
+        The one place that decides, by error code, what counts as "the store
+        is unavailable": unreachable, lost, shutting down, retried to the end,
+        or refusing this account. None means a bug (ours or the server's),
+        which callers raise as it is rather than disguise.
+        """
         c = self.config
-        return StoreUnavailable(f"MySQL at {c.host}:{c.port} failed: {type(exc).__name__} (error {_error_code(exc)})")
+        code = _error_code(exc)
+        if code in _REFUSED or code in _NOT_PERMITTED:
+            return StoreUnavailable(f"MySQL at {c.host}:{c.port} refused: {_said(exc)}")
+        if isinstance(exc, pymysql.err.InterfaceError | OSError) or code in _UNAVAILABLE:
+            return self._unavailable(exc)
+        return None
+
+    def _unavailable(self, exc: BaseException) -> StoreUnavailable:
+        """StoreUnavailable for an error known to be about reaching the server, in its own words."""
+        c = self.config
+        if isinstance(exc, TimeoutError):
+            return StoreUnavailable(f"MySQL at {c.host}:{c.port} did not answer within {c.operation_timeout} s")
+        if _error_code(exc) in _NOT_SENT:
+            return StoreUnavailable(f"cannot reach MySQL at {c.host}:{c.port}: {_said(exc)}")
+        return StoreUnavailable(f"MySQL at {c.host}:{c.port} failed: {_said(exc)}")
 
     async def _run_statement(self, sql: str, params: Sequence[object], idempotent: bool) -> Outcome:
         return await self._run(sql, params, idempotent=idempotent)
@@ -358,34 +432,70 @@ class MySQLStore:
 
     # -- schema -----------------------------------------------------------------------
 
-    def _schema_missing(self, detail: str = "does not exist") -> SchemaMissing:
+    def _schema_missing(self) -> SchemaMissing:
         return SchemaMissing(
-            f"table `{self.table}` in database `{self.config.database}` {detail}. "
+            f"table `{self.table}` in database `{self.config.database}` does not exist. "
             f"Create it with `python -m entrypoints.cli migrate` (the DDL is {ddl_path('mysql')}; "
             "`python -m entrypoints.cli schema` prints it for this table), or set SESSION_AUTO_MIGRATE=1."
         )
 
+    def _not_ours(self, present: Sequence[str]) -> SchemaMissing:
+        # migrate leaves an existing table alone, so pointing at it would send the user
+        # round in circles: say what differs and how to get out instead.
+        lowered = {name.lower() for name in present}
+        missing = [name for name in COLUMNS if name not in lowered]
+        extra = [name for name in present if name.lower() not in COLUMNS]
+        differences = f"it lacks our columns {', '.join(missing)}"
+        if extra:
+            differences += f" and has columns we do not use: {', '.join(extra)}"
+        return SchemaMissing(
+            f"table `{self.table}` in database `{self.config.database}` exists but is not a session table of ours: "
+            f"{differences}. Set SESSION_TABLE to a name not in use, or alter or drop that table by hand "
+            f"(`python -m entrypoints.cli schema` prints the DDL it should match; the file is {ddl_path('mysql')})."
+        )
+
+    async def _columns(self) -> list[str]:
+        """The columns of our table as the server spells them, in table order; empty if there is no such table."""
+        outcome = await self._run(
+            "SELECT COLUMN_NAME FROM information_schema.COLUMNS"
+            " WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s ORDER BY ORDINAL_POSITION",
+            (self.table,),
+            idempotent=True,
+        )
+        return [str(row[0]) for row in outcome.rows]
+
     async def check_schema(self) -> None:
-        """:class:`SchemaMissing` naming the DDL file unless the table has our columns."""
-        rows = (
-            await self._run(
-                "SELECT COLUMN_NAME FROM information_schema.COLUMNS"
-                " WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s",
-                (self.table,),
-                idempotent=True,
-            )
-        ).rows
-        present = {row[0].lower() for row in rows}
+        """:class:`SchemaMissing` unless the table has our columns (more are allowed).
+
+        With no such table the message names the DDL and ``migrate``; with
+        another table under that name it says which columns differ.
+        """
+        present = await self._columns()
         if not present:
             raise self._schema_missing()
-        missing = [c for c in COLUMNS if c not in present]
-        if missing:
-            raise self._schema_missing(f"lacks columns {', '.join(missing)}")
+        if not set(COLUMNS) <= {name.lower() for name in present}:
+            raise self._not_ours(present)
 
     async def migrate(self) -> None:
-        """Apply ``sql/mysql.sql`` (CREATE TABLE IF NOT EXISTS): the explicit opt-in."""
+        """Apply ``sql/mysql.sql``, unless the table is there already: the explicit opt-in.
+
+        Run again, it does nothing. It does not rely on CREATE TABLE IF NOT
+        EXISTS alone, which makes the server send a "table already exists"
+        note that the driver turns into a printed Python warning. A table of
+        that name that is not ours is left alone; :meth:`check_schema` then says so.
+        """
+        if await self._columns():
+            return
         for statement in statements(ddl("mysql", self.table)):
-            await self._run(statement, (), idempotent=True)
+            try:
+                await self._run(statement, (), idempotent=True)
+            except StoreUnavailable as exc:
+                if _error_code(exc.__cause__) not in _NOT_PERMITTED:
+                    raise
+                raise StoreUnavailable(
+                    f"{exc}. Creating the table needs the CREATE privilege on database `{self.config.database}`: "
+                    f"run migrate as a user who has it, or have one apply {ddl_path('mysql')}"
+                ) from exc.__cause__
 
     # -- the port ----------------------------------------------------------------------
 
@@ -579,10 +689,9 @@ class MySQLStore:
         try:
             async with asyncio.timeout(self.config.operation_timeout):
                 conn = await pool.acquire()
-        except TimeoutError as exc:
-            raise StoreUnavailable("no database connection for the purge") from exc
         except (pymysql.err.MySQLError, OSError) as exc:
-            raise StoreUnavailable(f"purge could not connect: {type(exc).__name__}") from exc
+            # Acquiring is connecting (minsize=0): any failure here is the store's, named as such.
+            raise (self._store_error(exc) or self._unavailable(exc)) from exc
         try:
             async with conn.cursor() as cursor:
                 await cursor.execute("SELECT GET_LOCK(%s, 0)", (lock,))
@@ -605,7 +714,11 @@ class MySQLStore:
                     await cursor.execute("SELECT RELEASE_LOCK(%s)", (lock,))
         except (pymysql.err.MySQLError, OSError) as exc:
             conn.close()
-            raise StoreUnavailable(f"purge failed: {type(exc).__name__} (error {_error_code(exc)})") from exc
+            # Any failure, bugs included, is StoreUnavailable here: the periodic purge
+            # (application/purge.py) skips a round on it instead of dying for good.
+            raise StoreUnavailable(
+                f"purge of table {self.table} failed: {self._store_error(exc) or _said(exc)}"
+            ) from exc
         except BaseException:
             conn.close()
             raise

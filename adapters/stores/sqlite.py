@@ -50,17 +50,46 @@ class SQLiteStore:
         self._lock = asyncio.Lock()
 
     async def open(self) -> None:
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        """Open the file (creating it, its directory and the schema as needed).
+
+        A failed open closes what it opened: aiosqlite runs each connection on
+        a thread that is not a daemon, so a connection left open would keep a
+        process whose startup failed alive instead of letting it exit.
+        """
+        if self._db is not None:
+            return
         try:
-            self._db = await aiosqlite.connect(self.path, isolation_level=None)
-            await self._db.execute("PRAGMA journal_mode = WAL")
-            # Acked means stored: fsync on every commit.
-            await self._db.execute("PRAGMA synchronous = FULL")
-            await self._db.execute("PRAGMA busy_timeout = 2000")
-            await self._db.executescript(ddl("sqlite", self.table))
-        except sqlite3.Error as exc:
+            if self.path != ":memory:":
+                await asyncio.to_thread(self._probe)
+            db = await aiosqlite.connect(self.path, isolation_level=None)
+        except (sqlite3.Error, OSError) as exc:
             raise StoreUnavailable(f"cannot open SQLite file {self.path}: {exc}") from exc
+        try:
+            await db.execute("PRAGMA journal_mode = WAL")
+            # Acked means stored: fsync on every commit.
+            await db.execute("PRAGMA synchronous = FULL")
+            await db.execute("PRAGMA busy_timeout = 2000")
+            await db.executescript(ddl("sqlite", self.table))
+        except BaseException as exc:
+            await db.close()
+            if isinstance(exc, sqlite3.Error | OSError):
+                raise StoreUnavailable(f"cannot open SQLite file {self.path}: {exc}") from exc
+            raise
+        self._db = db
+
+    def _probe(self) -> None:
+        """Make the directory and open the file once, in this thread, raising what would stop aiosqlite.
+
+        When aiosqlite itself fails to connect, it stops its thread with a
+        callback into the event loop; if the loop has closed by then (the
+        process is on its way out), that thread dies printing a traceback.
+        Failing here first keeps the error to its one line.
+        """
+        path = Path(self.path)
+        if path.is_dir():
+            raise IsADirectoryError("it is a directory, not a database file")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sqlite3.connect(path).close()
 
     async def close(self) -> None:
         if self._db is not None:
@@ -84,7 +113,7 @@ class SQLiteStore:
                         await db.execute("ROLLBACK")
                     raise
             except sqlite3.Error as exc:
-                raise StoreUnavailable(f"SQLite failed: {type(exc).__name__}") from exc
+                raise StoreUnavailable(f"SQLite file {self.path} failed: {exc}") from exc
 
     async def _one(self, db: aiosqlite.Connection, sql: str, params: Sequence[Any]) -> Any:
         async with db.execute(sql, params) as cursor:

@@ -85,7 +85,13 @@ class Server:
 
 
 def server_env(extra: Mapping[str, str]) -> dict[str, str]:
+    """The test process's environment without our settings, plus ``extra``.
+
+    The demo events (user:login, demo:set, ...) are what most end-to-end tests drive,
+    so they are on unless ``extra`` says ``SESSION_DEMO=0``.
+    """
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SESSION_", "SOCKETIO_"))}
+    env["SESSION_DEMO"] = "1"
     env.update(extra)
     env["PYTHONUNBUFFERED"] = "1"
     return env

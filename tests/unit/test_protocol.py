@@ -1,0 +1,86 @@
+"""The transport-free protocol: gotToken messages, error names, the handshake limiter."""
+
+from __future__ import annotations
+
+import pytest
+
+from adapters.stores.memory import MemoryStore
+from application.errors import StoreUnavailable
+from application.handle import SessionHandle
+from application.handshake import Sessions
+from application.protocol import (
+    CLIENT_ERRORS,
+    ERROR_NAMES,
+    NOT_A_TOKEN,
+    HandshakeLimiter,
+    answer_handshake,
+    error_reply,
+    internal_error_reply,
+    presented_token,
+)
+from domain.errors import SessionError
+from tests.support.fakes import FakeClock
+
+
+def test_every_client_error_name_is_a_session_error_class_name() -> None:
+    assert all(issubclass(error, SessionError) for error in CLIENT_ERRORS)
+    assert len(set(ERROR_NAMES)) == len(ERROR_NAMES)
+    assert error_reply(CLIENT_ERRORS[0]("some text the client never sees")) == {"ok": False, "error": "InvalidKey"}
+    assert internal_error_reply() == {"ok": False, "error": "InternalError"}
+
+
+@pytest.mark.parametrize(
+    ("payload", "presented"),
+    [
+        ({"token": "abc"}, "abc"),
+        ({"token": ""}, ""),
+        ({}, ""),
+        ({"token": None}, NOT_A_TOKEN),
+        ("abc", NOT_A_TOKEN),
+        (None, NOT_A_TOKEN),
+        ([{"token": "abc"}], NOT_A_TOKEN),
+    ],
+)
+def test_the_presented_token_of_a_payload(payload: object, presented: object) -> None:
+    assert presented_token(payload) == presented
+
+
+def test_the_limiter_counts_per_key_within_a_sliding_window() -> None:
+    clock = FakeClock(0.0)
+    limiter = HandshakeLimiter(2, 10, now=clock.now)
+    assert limiter.allow("a")
+    assert limiter.allow("a")
+    assert not limiter.allow("a")  # a refusal is not counted ...
+    assert limiter.allow("b")  # ... and other keys are not affected
+    clock.advance(10)
+    assert limiter.allow("a")  # the window slid past the first two
+    limiter.forget("a")
+    assert limiter.allow("a")
+    assert limiter.allow("a")
+
+
+async def test_answer_handshake_is_a_got_token_message_and_limits_without_writing() -> None:
+    store = MemoryStore()
+    sessions = Sessions(store, FakeClock())
+    limiter = HandshakeLimiter(1, 60, now=FakeClock().now)
+    handle = SessionHandle(sessions)
+    created = await answer_handshake(handle, "", limiter=limiter, key="socket-1")
+    assert set(created) == {"token", "errors", "status", "expires"}
+    assert (created["errors"], created["status"]) == ("", "created")
+    limited = await answer_handshake(SessionHandle(sessions), "", limiter=limiter, key="socket-1")
+    assert limited == {"token": "", "errors": "Too Many Requests", "status": "rate_limited"}
+    assert len(store.sessions) == 1
+
+
+class _DownStore(MemoryStore):
+    async def insert(self, digest: bytes, session: object) -> None:
+        raise StoreUnavailable("down")
+
+
+async def test_an_unreachable_store_is_the_unavailable_message() -> None:
+    handle = SessionHandle(Sessions(_DownStore(), FakeClock()))
+    assert await answer_handshake(handle, "") == {
+        "token": "",
+        "errors": "Session Store Unavailable",
+        "status": "unavailable",
+    }
