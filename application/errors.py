@@ -31,3 +31,7 @@ class InvalidPayload(SessionError):
 
 class InternalError(SessionError):
     """Something failed that is not the client's doing; it is logged, and only this name is sent."""
+
+
+class TooManyRequests(SessionError):
+    """A limit on what one client may ask for was reached (new sessions, queued writes); nothing was written."""

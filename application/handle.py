@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
 from typing import NoReturn
 
-from attrs import evolve
-
-from application.errors import SessionEnded, SessionKeyMissing, SessionNotReady
-from application.handshake import Handshake, Sessions, Status
+from application.errors import SessionEnded, SessionKeyMissing, SessionNotReady, TooManyRequests
+from application.handshake import Admission, Handshake, Sessions, Status
+from application.user_sessions import cap_user_sessions
 from domain.errors import InvalidValue, SessionTooLarge
 from domain.session import Change, Session
 from domain.token import Token
@@ -39,16 +39,17 @@ class SessionHandle:
         self._token: Token | None = None
         self._session: Session | None = None
         self._ended = False
+        self._pending = 0  # writes waiting for the lock or holding it
         # asyncio.Lock wakes waiters first-come first-served, and a call reaches
         # ``acquire`` before its first suspension, so the lock order is the call order.
         self._lock = asyncio.Lock()
 
     # -- binding --------------------------------------------------------------
 
-    async def handshake(self, presented: object) -> Handshake:
-        """Bind this handle to the session of ``presented`` (or a new one)."""
+    async def handshake(self, presented: object, *, admit: Admission | None = None) -> Handshake:
+        """Bind this handle to the session of ``presented`` (or a new one, if ``admit`` allows it)."""
         async with self._lock:
-            result = await self._sessions.handshake(presented)
+            result = await self._sessions.handshake(presented, admit=admit)
             self._bind(result)
             return result
 
@@ -76,16 +77,32 @@ class SessionHandle:
 
     @property
     def data(self) -> Mapping[str, JSON]:
-        """A read-only view of the session data as this handle last saw it."""
-        return self.session.data
+        """A read-only view of the session data as this handle last saw it.
+
+        Raises :class:`SessionEnded` once the view's deadline has passed: an
+        expired session's data is never served, not even from the view.
+        """
+        return self._unexpired().data
 
     @property
     def expires(self) -> float:
         return self.session.expires
 
     def get(self, key: str, default: JSON = "") -> JSON:
-        """The value at ``key`` in the current view, or ``default`` (the old package's "")."""
-        return self.session.data.get(key, default)
+        """The value at ``key`` in the current view, or ``default`` (the old package's "").
+
+        Raises :class:`SessionEnded` once the view's deadline has passed. A
+        session kept alive by another connection meanwhile is seen again at
+        the next reload (a guarded event, ``refresh()``, or the transport's
+        expiry watch, which also hands an expired session's sockets a new one).
+        """
+        return self._unexpired().data.get(key, default)
+
+    def _unexpired(self) -> Session:
+        _, session = self._require_bound()
+        if session.expires <= self._sessions.clock.now():
+            raise SessionEnded("the session has expired")
+        return session
 
     # -- writes -----------------------------------------------------------------
 
@@ -114,8 +131,25 @@ class SessionHandle:
     async def _write(self, change: Change) -> None:
         self._require_bound()
         self._precheck(change)
-        async with self._lock:
+        async with self._queued():
             await self._apply(change)
+
+    @asynccontextmanager
+    async def _queued(self) -> AsyncIterator[None]:
+        """Hold the handle's lock for one write, unless too many are queued already.
+
+        python-socketio runs each event as its own task, so without a bound one
+        socket could queue writes faster than the store takes them. Past
+        ``max_pending_writes`` the write fails at once and the store is not touched.
+        """
+        if self._pending >= self._sessions.max_pending_writes:
+            raise TooManyRequests(f"more than {self._sessions.max_pending_writes} writes queued on this session handle")
+        self._pending += 1
+        try:
+            async with self._lock:
+                yield
+        finally:
+            self._pending -= 1
 
     async def _apply(self, change: Change) -> None:
         """Write ``change`` to the live session; the caller holds the lock."""
@@ -154,7 +188,8 @@ class SessionHandle:
         )
         if moved is None:
             self._end(token, "rotation of ended session")
-        sessions.audit("rotated", new, previous=sessions.fingerprint(token))
+        owner = {} if user_id is None else {"user": sessions.fingerprint_user(user_id)}
+        sessions.audit("rotated", new, previous=sessions.fingerprint(token), **owner)
         result = Handshake(new, moved, Status.ROTATED)
         self._bind(result)
         return token, result
@@ -240,16 +275,46 @@ class SessionHandle:
         It lands whole or not at all (a login that would make the session too
         large changes nothing, the token included), and nothing queued behind
         it (a logout, say) can land between its parts.
+
+        A login as a different user than the owner already recorded starts
+        from empty data (only ``values``): the previous user's keys never reach
+        the next one on a shared device. The same user logging in again, or the
+        first login of an anonymous session, keeps the data (a cart survives
+        signing in). Past ``max_per_user`` live sessions, the user's least
+        recently seen other session is ended.
         """
         user_id = check_user_id(user_id)
         change = self._change(values or {})
         self._require_bound()
         self._precheck(change)
-        async with self._lock:
+        async with self._queued():
             old, result = await self._rotate(change, user_id)
         await self._announce(result)
         await self._sessions.announce_ended({old.digest})
+        await cap_user_sessions(self._sessions, user_id, keep=result.token)
         return result.token
+
+    async def expire_if_due(self) -> bool:
+        """If the view's deadline has passed, reload it; if the session really ended, bind a fresh one.
+
+        The fresh session is announced with status ``expired`` (its socket gets
+        ``gotToken``). A session extended meanwhile by another connection just
+        refreshes the view. Returns whether the handle moved to a new session.
+        Transports call it for every handle whose :attr:`expires` has passed.
+        """
+        if self._token is None or self._session is None or self._ended:
+            return False
+        if self._session.expires > self._sessions.clock.now():
+            return False
+        async with self._lock:
+            token, _ = self._require_bound()
+            if await self._reload():
+                return False  # kept alive elsewhere
+            self._sessions.audit("expired", token)
+            result = await self._sessions.open(Status.EXPIRED)
+            self._bind(result)
+        await self._announce(result)
+        return True
 
     # -- internals --------------------------------------------------------------
 
@@ -269,18 +334,10 @@ class SessionHandle:
 
     async def _reload(self) -> bool:
         token, _ = self._require_bound()
-        sessions = self._sessions
-        found = await sessions.store.fetch(token.digest)
-        now = sessions.clock.now()
-        if found is None or sessions.policy.is_expired(found.deadlines, now):
+        found = await self._sessions.live(token)
+        if isinstance(found, Status):
             self._ended = True
             return False
-        if sessions.policy.wants_touch(found.deadlines, now):
-            # A guarded event is activity too: it slides the idle deadline.
-            if not await sessions.store.touch(token.digest, now=now, idle_deadline=sessions.policy.idle_deadline(now)):
-                self._ended = True
-                return False
-            found = evolve(found, deadlines=sessions.policy.slide(found.deadlines, now), last_seen=now)
         self._session, self._ended = found, False
         return True
 

@@ -11,6 +11,7 @@ from collections.abc import Callable, Collection
 
 from attrs import define, evolve, field, frozen
 
+from application.errors import TooManyRequests
 from application.ports import Clock, EndedListener, SessionStore
 from domain.errors import MalformedToken
 from domain.expiry import ExpiryPolicy
@@ -19,6 +20,9 @@ from domain.token import Token
 from domain.values import DEFAULT_MAX_BYTES
 
 log = logging.getLogger("socketio_session")
+
+Admission = Callable[[], bool]
+"""Asked before a new session is made: True lets it be made (and counts it)."""
 
 
 class Status(enum.Enum):
@@ -59,6 +63,10 @@ class Sessions:
     clock: Clock
     policy: ExpiryPolicy = field(factory=ExpiryPolicy)
     max_bytes: int = DEFAULT_MAX_BYTES
+    # Writes one handle may have queued (waiting or running); more fail with TooManyRequests.
+    max_pending_writes: int = 32
+    # Live sessions one user may hold; a login beyond it ends the least recently seen one.
+    max_per_user: int = 50
     new_token: Callable[[], Token] = Token.generate
     # Lifecycle log lines name a session by a keyed hash of its token, so logs
     # can be correlated but never replayed, even together with a table dump.
@@ -79,47 +87,70 @@ class Sessions:
             if listener is not source:
                 await listener.sessions_ended(ended)
 
-    async def handshake(self, presented: object) -> Handshake:
+    async def handshake(self, presented: object, *, admit: Admission | None = None) -> Handshake:
         """Resume the session of ``presented``, or open a new one and say why.
 
         ``presented`` is whatever the client sent: None or "" asks for a new
         session; anything that is not a well-formed token is refused before
         any query. A session that expired is never revived and its data is
         not carried over; a token the server did not issue is never adopted.
+
+        ``admit`` is asked before a new session (a row) is made; when it says
+        no, :class:`TooManyRequests` is raised and nothing is written. Resumes
+        do not ask: they make no row.
         """
-        now = self.clock.now()
         if presented is None or presented == "":
-            return await self.open(Status.CREATED)
+            return await self.open(Status.CREATED, admit=admit)
         try:
             token = Token.parse(presented)
         except MalformedToken:
             self.audit("invalid", None)
-            return await self.open(Status.INVALID)
-        found = await self.store.fetch(token.digest)
-        if found is None:
-            self.audit("not_found", token)
-            return await self.open(Status.NOT_FOUND)
-        if self.policy.is_expired(found.deadlines, now):
-            self.audit("expired", token)
-            await self.store.remove(token.digest)
-            return await self.open(Status.EXPIRED)
-        if self.policy.wants_touch(found.deadlines, now):
-            alive = await self.store.touch(token.digest, now=now, idle_deadline=self.policy.idle_deadline(now))
-            if not alive:  # it ended between our read and our touch
-                self.audit("expired", token)
-                return await self.open(Status.EXPIRED)
-            found = evolve(found, deadlines=self.policy.slide(found.deadlines, now), last_seen=now)
+            return await self.open(Status.INVALID, admit=admit)
+        found = await self.live(token)
+        if isinstance(found, Status):
+            self.audit(found.value, token)
+            return await self.open(found, admit=admit)
         self.audit("resumed", token)
         return Handshake(token, found, Status.RESUMED)
 
-    async def open(self, status: Status = Status.CREATED) -> Handshake:
-        """A brand-new empty session with a fresh token."""
+    async def live(self, token: Token) -> Session | Status:
+        """The live session of ``token``, its idle deadline slid when due; else why not.
+
+        ``Status.NOT_FOUND`` when there is no such session, ``Status.EXPIRED``
+        when it is past a deadline (its row is then deleted: it can never come
+        back). The one path by which a stored session becomes live again, for
+        the handshake and for handles reloading their view.
+        """
+        now = self.clock.now()
+        found = await self.store.fetch(token.digest)
+        if found is None:
+            return Status.NOT_FOUND
+        if self.policy.is_expired(found.deadlines, now):
+            await self.store.remove(token.digest)
+            return Status.EXPIRED
+        anonymous = found.anonymous
+        if self.policy.wants_touch(found.deadlines, now, anonymous=anonymous):
+            deadline = self.policy.idle_deadline(now, anonymous=anonymous)
+            if not await self.store.touch(token.digest, now=now, idle_deadline=deadline):
+                return Status.EXPIRED  # it ended between our read and our touch
+            found = evolve(found, deadlines=self.policy.slide(found.deadlines, now, anonymous=anonymous), last_seen=now)
+        return found
+
+    async def open(self, status: Status = Status.CREATED, *, admit: Admission | None = None) -> Handshake:
+        """A brand-new empty session with a fresh token; :class:`TooManyRequests` if ``admit`` refuses."""
+        if admit is not None and not admit():
+            self.audit("rate_limited", None)
+            raise TooManyRequests("too many new sessions from this client; try again later")
         now = self.clock.now()
         token = self.new_token()
         session = Session(data={}, created=now, deadlines=self.policy.open(now), last_seen=now)
         await self.store.insert(token.digest, session)
         self.audit("created", token)
         return Handshake(token, session, status)
+
+    def fingerprint_user(self, user_id: str) -> str:
+        """A keyed hash that names a user in logs: stable within a log key, not guessable from a name."""
+        return hmac.new(self.log_key, b"user:" + user_id.encode(), hashlib.sha256).hexdigest()[:16]
 
     def fingerprint(self, token: Token) -> str:
         """A keyed hash that names ``token`` in logs without revealing it."""

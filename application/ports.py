@@ -67,7 +67,9 @@ class SessionStore(Protocol):
         """Move a live session from ``old`` to ``new`` in one atomic step, touching it.
 
         In the same step, apply ``change`` (a write: the version counts it) and
-        record ``user_id`` as the owner when given. Returns the session as
+        record ``user_id`` as the owner when given. When the session already
+        has another owner than ``user_id``, its data is cleared first (a new
+        user never sees the previous one's keys), and that counts as a write. Returns the session as
         stored under ``new``, or None when ``old`` is not live at ``now``
         (nothing changes then). Raises :class:`domain.errors.SessionTooLarge`,
         changing nothing, when ``change`` would exceed ``max_bytes``.

@@ -25,9 +25,10 @@ from application.errors import (
     SessionKeyMissing,
     SessionNotReady,
     StoreUnavailable,
+    TooManyRequests,
 )
 from application.handle import SessionHandle
-from application.handshake import Handshake, Status
+from application.handshake import Admission, Handshake, Status
 from domain.errors import InvalidKey, InvalidValue, SessionError, SessionTooLarge
 
 log = logging.getLogger("socketio_session.protocol")
@@ -56,6 +57,7 @@ CLIENT_ERRORS: tuple[type[SessionError], ...] = (
     SessionEnded,
     SessionKeyMissing,
     StoreUnavailable,
+    TooManyRequests,
     InternalError,
 )
 ERROR_NAMES: tuple[str, ...] = tuple(error.__name__ for error in CLIENT_ERRORS)
@@ -145,18 +147,27 @@ class HandshakeLimiter:
 
 
 async def answer_handshake(
-    handle: SessionHandle, presented: object, *, limiter: HandshakeLimiter | None = None, key: str = ""
+    handle: SessionHandle,
+    presented: object,
+    *,
+    limiter: HandshakeLimiter | None = None,
+    key: str = "",
+    admit: Admission | None = None,
 ) -> Message:
     """Run a handshake for ``handle`` and return its ``gotToken`` message; never raises for the client's sake.
 
-    Past ``limiter``'s limit for ``key`` the answer is "Too Many Requests" and
-    nothing is written; an unreachable store is "Session Store Unavailable".
+    Past ``limiter``'s limit for ``key``, or when ``admit`` refuses a new
+    session (a limit per client address, say), the answer is "Too Many
+    Requests" and nothing is written; an unreachable store is "Session Store
+    Unavailable".
     """
     if limiter is not None and not limiter.allow(key):
         handle.sessions.audit("rate_limited", None)
         return rate_limited_message()
     try:
-        return token_message(await handle.handshake(presented))
+        return token_message(await handle.handshake(presented, admit=admit))
+    except TooManyRequests:
+        return rate_limited_message()
     except StoreUnavailable as exc:
         log.warning("handshake failed: %s", exc)
     except Exception:

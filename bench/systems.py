@@ -178,6 +178,7 @@ def ours(db: Database, table: str, log_path: Path, workers: int = 1) -> Server:
     flags: tuple[str, ...] = UVICORN_FLAGS
     if workers > 1:
         settings["SOCKETIO_MESSAGE_QUEUE"] = os.environ.get("SESSION_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+        settings["SESSION_RELAY_KEY"] = secrets.token_urlsafe(32)
         flags += ("--workers", str(workers))
     return Server(env=server_env(settings), log_path=log_path, app="entrypoints.asgi:app", flags=flags)
 

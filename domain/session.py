@@ -58,6 +58,11 @@ class Session:
     def expires(self) -> float:
         return self.deadlines.expires
 
+    @property
+    def anonymous(self) -> bool:
+        """Never written: no key was ever set and no owner recorded (see ExpiryPolicy.anon_ttl)."""
+        return self.version == 0 and self.user_id is None
+
     def with_change(self, change: Change, now: float, deadlines: Deadlines, version: int | None = None) -> Session:
         """This session after ``change`` was written at ``now`` (as write number ``version``)."""
         return evolve(

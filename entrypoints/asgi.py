@@ -20,7 +20,8 @@ import socketio
 
 from adapters.socketio import SocketSessions, packet_json
 from domain.errors import SessionError
-from entrypoints.bootstrap import Store, build_sessions, build_store, open_store, tune_gc
+from entrypoints.access_log import hide_sids_in_access_log
+from entrypoints.bootstrap import Store, build_lifecycle, build_sessions, build_socket_sessions, build_store, tune_gc
 from entrypoints.demo import register_demo_events
 from entrypoints.http import http_app
 from entrypoints.lifecycle import REDIS_EXTRA, MissingExtra, SessionLifecycle, require_module
@@ -82,26 +83,14 @@ def create_app(settings: Settings, register: Register | Iterable[Register] = ())
         max_http_buffer_size=2 * settings.session_max_bytes + 4096,
         json=packet_json,
     )
-    transport = SocketSessions(
-        sio,
-        sessions,
-        handshake_limit=settings.session_handshake_limit,
-        handshake_window=settings.session_handshake_window,
-    ).install()
+    transport = build_socket_sessions(settings, sio, sessions)
     if settings.session_demo:
         register_demo_events(sio, transport)
     for registrar in registrars:
         registrar(sio, transport)
-    lifecycle = SessionLifecycle(
-        store,
-        sessions,
-        [transport],
-        purge_interval=settings.session_purge_interval,
-        relay_url=settings.socketio_message_queue,
-        relay_channel=f"socketio_session:{settings.session_table}:ended",
-        open_store=functools.partial(open_store, store, settings),
-        after_startup=tune_gc if settings.session_gc_tuning else None,
-    )
+    lifecycle = build_lifecycle(settings, store, sessions, [transport])
+    if settings.session_gc_tuning:
+        lifecycle.after_startup = tune_gc
     return socketio.ASGIApp(
         sio,
         other_asgi_app=http_app(store.ping, _store_kind(store), demo=settings.session_demo),
@@ -133,6 +122,7 @@ def _app_from_environment() -> Any:
     try:
         settings = load_settings()
         logging.basicConfig(level=settings.session_log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+        hide_sids_in_access_log()
         return create_app(settings)
     except ConfigError as exc:
         # A clear line and a non-zero exit, not a traceback.

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import functools
 import gc
 import logging
 
+import socketio
+
 from adapters.clock import SystemClock
+from adapters.socketio import SocketSessions
 from adapters.stores.mysql import MySQLConfig, MySQLStore
 from adapters.stores.sqlite import SQLiteStore, path_from_url
 from application.errors import SchemaMissing
 from application.handshake import Sessions
 from domain.expiry import ExpiryPolicy
+from entrypoints.lifecycle import SessionLifecycle
 from entrypoints.settings import Settings
 
 log = logging.getLogger("socketio_session")
@@ -64,8 +69,47 @@ async def open_store(store: Store, settings: Settings) -> None:
 
 
 def build_sessions(settings: Settings, store: Store) -> Sessions:
-    policy = ExpiryPolicy(idle_ttl=settings.session_idle_ttl, absolute_ttl=settings.session_absolute_ttl)
-    sessions = Sessions(store, SystemClock(), policy=policy, max_bytes=settings.session_max_bytes)
+    policy = ExpiryPolicy(
+        idle_ttl=settings.session_idle_ttl,
+        absolute_ttl=settings.session_absolute_ttl,
+        anon_ttl=settings.session_anon_ttl,
+    )
+    sessions = Sessions(
+        store,
+        SystemClock(),
+        policy=policy,
+        max_bytes=settings.session_max_bytes,
+        max_pending_writes=settings.session_max_pending_writes,
+        max_per_user=settings.session_max_per_user,
+    )
     if settings.session_log_key:
         sessions.log_key = settings.session_log_key.encode()
     return sessions
+
+
+def build_socket_sessions(settings: Settings, sio: socketio.AsyncServer, sessions: Sessions) -> SocketSessions:
+    """The Socket.IO transport for ``sio`` with the settings' limits, installed."""
+    return SocketSessions(
+        sio,
+        sessions,
+        handshake_limit=settings.session_handshake_limit,
+        handshake_window=settings.session_handshake_window,
+        new_per_address=settings.session_new_per_address,
+        trust_proxy=settings.session_trust_proxy,
+    ).install()
+
+
+def build_lifecycle(
+    settings: Settings, store: Store, sessions: Sessions, transports: list[SocketSessions]
+) -> SessionLifecycle:
+    """Startup and shutdown for ``transports`` over ``store``, as the settings ask (purge, relay, migration)."""
+    return SessionLifecycle(
+        store,
+        sessions,
+        transports,
+        purge_interval=settings.session_purge_interval,
+        relay_url=settings.socketio_message_queue,
+        relay_key=settings.session_relay_key,
+        relay_channel=f"socketio_session:{settings.session_table}:ended",
+        open_store=functools.partial(open_store, store, settings),
+    )

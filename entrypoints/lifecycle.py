@@ -55,6 +55,7 @@ class SessionLifecycle:
         purge_interval: float = 300,
         relay_url: str = "",
         relay_channel: str = "socketio_session:ended",
+        relay_key: str = "",
         open_store: Callable[[], Awaitable[None]] | None = None,
         after_startup: Callable[[], None] | None = None,
     ) -> None:
@@ -64,12 +65,15 @@ class SessionLifecycle:
         self.purge_interval = purge_interval
         self.relay_url = relay_url
         self.relay_channel = relay_channel
+        self.relay_key = relay_key
         self._open_store = open_store or store.open
-        self._after_startup = after_startup
+        self.after_startup = after_startup
         self._tasks: list[asyncio.Task[None]] = []
         self._closers: list[Callable[[], Awaitable[None]]] = []
         if relay_url:
             require_module("redis", REDIS_EXTRA, "a message queue (SOCKETIO_MESSAGE_QUEUE)")
+            if not relay_key:
+                raise ValueError("relay_key is required with relay_url: processes must authenticate what they relay")
 
     async def startup(self) -> None:
         for transport in self.transports:
@@ -85,16 +89,18 @@ class SessionLifecycle:
                 # Imported here: redis is an optional extra, needed only with a message queue.
                 from adapters.socketio.relay import RedisRelay
 
-                relay = RedisRelay(self.sessions, self.relay_url, channel=self.relay_channel)
+                relay = RedisRelay(self.sessions, self.relay_url, key=self.relay_key, channel=self.relay_channel)
                 await relay.start()
                 self._closers.append(relay.close)
             if self.purge_interval > 0:
                 self._tasks.append(asyncio.create_task(purge_periodically(self.sessions, self.purge_interval)))
+            for transport in self.transports:
+                self._tasks.append(asyncio.create_task(transport.watch_expiry()))
         except BaseException:
             await self.shutdown()
             raise
-        if self._after_startup is not None:
-            self._after_startup()
+        if self.after_startup is not None:
+            self.after_startup()
 
     async def shutdown(self) -> None:
         for task in self._tasks:

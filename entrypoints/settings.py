@@ -15,6 +15,9 @@ from adapters.stores.sqlite import path_from_url
 _REGISTRAR = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*")
 
 
+MIN_RELAY_KEY_CHARS = 32
+
+
 class ConfigError(Exception):
     """An environment variable has a value we cannot use; the message names it."""
 
@@ -33,6 +36,19 @@ class Settings(BaseSettings):
     session_pool_size: Annotated[int, Field(ge=1, le=1000)] = 10
     session_handshake_limit: Annotated[int, Field(ge=1)] = 10
     session_handshake_window: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 60
+    # New sessions (rows) one client address may cause per SESSION_HANDSHAKE_WINDOW, across its
+    # sockets and reconnects; the per-socket limit alone resets with every new connection.
+    session_new_per_address: Annotated[int, Field(ge=1)] = 60
+    # The client address is the first X-Forwarded-For hop only behind a proxy that sets it;
+    # otherwise any client could name any address and dodge the limit above.
+    session_trust_proxy: bool = False
+    # Idle timeout of a session that was never written (no key, no owner): abandoned sessions
+    # go within the hour instead of holding a row for a day.
+    session_anon_ttl: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 3600
+    # Writes one socket may have queued; more fail at once with TooManyRequests.
+    session_max_pending_writes: Annotated[int, Field(ge=1, le=100_000)] = 32
+    # Live sessions per user; a login beyond it ends that user's least recently seen session.
+    session_max_per_user: Annotated[int, Field(ge=1, le=100_000)] = 50
     session_purge_interval: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 300
     # Keys the hash that names sessions in logs. Set it (any long random string) to
     # correlate log lines across processes and restarts; by default it is random
@@ -44,6 +60,9 @@ class Settings(BaseSettings):
     session_gc_tuning: bool = True
     socketio_cors_origins: str = ""
     socketio_message_queue: str = ""
+    # Authenticates what processes tell each other over the message queue (HMAC-SHA256);
+    # required with SOCKETIO_MESSAGE_QUEUE, the same long random string in every process.
+    session_relay_key: str = Field(default="", repr=False)
     # The demo page at / and its events (user:login needs no password: anyone can log in as
     # anyone). Off unless asked for; `make run` asks.
     session_demo: bool = False
@@ -96,6 +115,15 @@ class Settings(BaseSettings):
     def _absolute_covers_idle(self) -> Settings:
         if self.session_absolute_ttl < self.session_idle_ttl:
             raise ValueError("SESSION_ABSOLUTE_TTL must be at least SESSION_IDLE_TTL")
+        return self
+
+    @model_validator(mode="after")
+    def _relay_is_authenticated(self) -> Settings:
+        if self.socketio_message_queue and len(self.session_relay_key) < MIN_RELAY_KEY_CHARS:
+            raise ValueError(
+                f"SESSION_RELAY_KEY: required with SOCKETIO_MESSAGE_QUEUE, at least {MIN_RELAY_KEY_CHARS} characters,"
+                " the same in every process (e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
+            )
         return self
 
     @property

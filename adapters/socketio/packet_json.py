@@ -5,14 +5,23 @@ costs quadratic time) by raising inside the packet decoder: the whole packet
 is dropped, the client never gets an answer, and a traceback is logged. Here
 such a number is parsed into :class:`OversizedInteger` instead, a value that
 is not JSON to us, so the event runs and is refused by name (``InvalidValue``
-for a write, ``invalid`` for a token), as any other bad value is. Nothing else
-changes.
+for a write, ``invalid`` for a token), as any other bad value is.
+
+The same for nesting: Python's JSON parser gives up (RecursionError) around a
+thousand levels, which python-socketio does not expect, so the packet got no
+answer and two tracebacks were logged. Such a payload is read as its event name
+and one :class:`TooDeep` argument: the event runs and is refused by name
+(``InvalidPayload`` for the demo's events, ``invalid`` for a token), and one
+WARNING line is logged.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
+
+log = logging.getLogger("socketio_session.transport")
 
 MAX_INTEGER_DIGITS = 100  # python-engineio's own bound
 
@@ -47,8 +56,37 @@ def _parse_int(text: str) -> int | OversizedInteger:
 _DECODER = json.JSONDecoder(parse_int=_parse_int)
 
 
+class TooDeep:
+    """A payload nested too deep to parse; it cannot be stored or echoed."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "TooDeep()"
+
+
+def _too_deep(text: str) -> list[Any]:
+    """``[event, TooDeep()]`` for an event packet's payload, ``[TooDeep()]`` for anything else."""
+    start = len(text) - len(text.lstrip())
+    if text[start : start + 1] == "[":
+        after = len(text) - len(text[start + 1 :].lstrip())
+        try:
+            name, _ = _DECODER.raw_decode(text, after)
+        except (ValueError, RecursionError):
+            name = None
+        if isinstance(name, str):
+            log.warning("refused the payload of event %.100r: nested too deep to parse", name)
+            return [name, TooDeep()]
+    log.warning("refused a packet payload nested too deep to parse")
+    return [TooDeep()]
+
+
 def loads(text: str | bytes, **options: Any) -> Any:
     if options:
         options.setdefault("parse_int", _parse_int)
         return json.loads(text, **options)
-    return _DECODER.decode(text if isinstance(text, str) else text.decode("utf-8"))
+    decoded = text if isinstance(text, str) else text.decode("utf-8")
+    try:
+        return _DECODER.decode(decoded)
+    except RecursionError:
+        return _too_deep(decoded)

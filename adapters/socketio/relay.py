@@ -1,19 +1,30 @@
-"""Tell other server processes that sessions ended, over Redis pub/sub.
+"""Tell other server processes that sessions ended, over Redis pub/sub, authenticated.
 
 python-socketio's client managers relay emits and room operations between
-processes, not server-side work (PITFALLS.md), and here each process must
-rebind its own sockets' handles to fresh sessions. So this relay carries one
-thing only: the digests of sessions that ended. It publishes what this
-process ended and hands what others ended to this process's listeners.
+processes, not server-side work, and here each process must rebind its own
+sockets' handles to fresh sessions. So this relay carries one thing only: the
+digests of sessions that ended. It publishes what this process ended and hands
+what others ended to this process's listeners.
+
+Redis is often reachable from more hosts than the application, and the digests
+are in any dump of the table, so every message carries an HMAC-SHA256 under a
+key the processes share (SESSION_RELAY_KEY) and a timestamp. A message that is
+malformed, unauthenticated or older than :data:`MAX_AGE` ends nothing; such
+messages are counted and reported in one WARNING line at most every
+:data:`REPORT_EVERY` seconds.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import json
 import logging
 import secrets
+import time
+from collections.abc import Callable
 
 import redis.asyncio as redis
 
@@ -21,17 +32,51 @@ from application.handshake import Sessions
 
 log = logging.getLogger("socketio_session.relay")
 
+MAX_AGE = 60.0  # seconds a message stays believable (clocks of the hosts kept in step by NTP)
+REPORT_EVERY = 60.0
+_MAC_HEX = 64  # hex characters of an HMAC-SHA256
+_DIGEST_HEX = 64  # hex characters of a session's SHA-256 digest
+
+
+def sign(key: bytes, body: bytes) -> bytes:
+    """``<hex HMAC-SHA256 of body>.<body>``: what goes on the channel."""
+    return hmac.new(key, body, hashlib.sha256).hexdigest().encode() + b"." + body
+
+
+def verified_body(key: bytes, message: bytes) -> bytes | None:
+    """The body of a message signed with ``key``, or None if it is not one."""
+    mac, dot, body = message.partition(b".")
+    if not dot or len(mac) != _MAC_HEX:
+        return None
+    expected = hmac.new(key, body, hashlib.sha256).hexdigest().encode()
+    return body if hmac.compare_digest(mac, expected) else None
+
 
 class RedisRelay:
     """An :class:`application.ports.EndedListener` that bridges processes through a Redis channel."""
 
-    def __init__(self, sessions: Sessions, url: str, channel: str = "socketio_session:ended") -> None:
+    def __init__(
+        self,
+        sessions: Sessions,
+        url: str,
+        *,
+        key: str,
+        channel: str = "socketio_session:ended",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not key:
+            raise ValueError("the relay needs a key shared by every process (SESSION_RELAY_KEY)")
         self.sessions = sessions
         self.channel = channel
+        self._key = key.encode()
+        self._clock = clock
         self._redis = redis.Redis.from_url(url)
         self._origin = secrets.token_hex(8)  # our own messages come back to us; skip them
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
+        self.rejected = 0  # messages dropped as malformed, unauthenticated or stale, since start
+        self._unreported = 0
+        self._reported_at = 0.0
 
     async def start(self) -> None:
         self.sessions.subscribe(self)
@@ -46,9 +91,11 @@ class RedisRelay:
         await self._redis.aclose()
 
     async def sessions_ended(self, digests: frozenset[bytes]) -> None:
-        message = json.dumps({"origin": self._origin, "digests": sorted(d.hex() for d in digests)})
+        body = json.dumps(
+            {"origin": self._origin, "at": self._clock(), "digests": sorted(d.hex() for d in digests)}
+        ).encode()
         try:
-            await self._redis.publish(self.channel, message)
+            await self._redis.publish(self.channel, sign(self._key, body))
         except redis.RedisError as exc:
             # The sessions are gone from the store either way; other processes'
             # sockets then learn it at their next guarded event.
@@ -70,12 +117,40 @@ class RedisRelay:
                 await asyncio.sleep(1)
 
     async def _deliver(self, raw: bytes) -> None:
+        digests = self._read(raw)
+        if digests is None:
+            self._reject()
+        elif digests:
+            await self.sessions.announce_ended(digests, source=self)
+
+    def _read(self, raw: object) -> frozenset[bytes] | None:
+        """The digests a genuine message from another process names (empty for our own), else None."""
+        if not isinstance(raw, bytes):
+            return None
+        body = verified_body(self._key, raw)
+        if body is None:
+            return None
         try:
-            message = json.loads(raw)
+            message = json.loads(body)
+            at = float(message["at"])
+            if not abs(self._clock() - at) <= MAX_AGE:
+                return None  # a replay of an old message, or a clock far off
             if message["origin"] == self._origin:
-                return
-            digests = frozenset(bytes.fromhex(d) for d in message["digests"])
+                return frozenset()
+            return frozenset(bytes.fromhex(d) for d in message["digests"] if len(d) == _DIGEST_HEX)
         except (ValueError, KeyError, TypeError):
-            log.warning("ignored a malformed relay message")
-            return
-        await self.sessions.announce_ended(digests, source=self)
+            return None
+
+    def _reject(self) -> None:
+        self.rejected += 1
+        self._unreported += 1
+        now = time.monotonic()
+        if now - self._reported_at >= REPORT_EVERY:
+            log.warning(
+                "dropped %d relay messages on %s that were malformed, stale or not signed with SESSION_RELAY_KEY"
+                " (is another host publishing there?)",
+                self._unreported,
+                self.channel,
+            )
+            self._unreported = 0
+            self._reported_at = now

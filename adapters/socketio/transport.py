@@ -55,6 +55,18 @@ async def _call(handler: Callable[..., Any], *args: Any) -> Any:
     return await result if inspect.isawaitable(result) else result
 
 
+def client_address(environ: dict[str, Any], *, trust_proxy: bool = False) -> str:
+    """The client's address: the peer's, or with ``trust_proxy`` the first ``X-Forwarded-For`` hop.
+
+    Only a proxy of ours may be trusted to set that header: any client can send it.
+    """
+    if trust_proxy:
+        forwarded = str(environ.get("HTTP_X_FORWARDED_FOR", "")).split(",")[0].strip()
+        if forwarded:
+            return forwarded
+    return str(environ.get("REMOTE_ADDR", ""))
+
+
 class SocketSessions:
     """Token sessions for every socket of one namespace of ``sio``.
 
@@ -85,6 +97,8 @@ class SocketSessions:
         reply_event: str = "gotToken",
         handshake_limit: int = 10,
         handshake_window: float = 60.0,
+        new_per_address: int = 60,
+        trust_proxy: bool = False,
     ) -> None:
         self.sio = sio
         self.sessions = sessions
@@ -94,6 +108,11 @@ class SocketSessions:
         # At most ``handshake_limit`` handshakes per socket in any ``handshake_window`` seconds:
         # each one may cost a row, so a client cannot make us mint sessions in a loop.
         self.limiter = HandshakeLimiter(handshake_limit, handshake_window)
+        # At most ``new_per_address`` new sessions (rows) per client address in that window, across
+        # sockets and reconnects: a new connection starts a new per-socket count, not a new address.
+        self.new_sessions = HandshakeLimiter(new_per_address, handshake_window)
+        self.trust_proxy = trust_proxy
+        self._addresses: dict[str, str] = {}
         self._handles: dict[str, SessionHandle] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         # What we registered last for connect/disconnect, to notice when the application replaced it.
@@ -181,9 +200,10 @@ class SocketSessions:
         """
         if sid in self._handles:
             return
+        self._addresses[sid] = client_address(environ, trust_proxy=self.trust_proxy)
         handle = self._new_handle(sid)
         if isinstance(auth, dict) and "token" in auth:
-            message = await answer_handshake(handle, presented_token(auth), limiter=self.limiter, key=sid)
+            message = await self._answer(sid, handle, presented_token(auth))
             # The client drops events that precede the CONNECT packet, which
             # python-socketio sends once this handler returns.
             task = asyncio.get_running_loop().create_task(self._emit_after_connect(sid, message))
@@ -203,8 +223,7 @@ class SocketSessions:
             # connect handler after install() and nothing called check_installed() since.
             self.check_installed()
             handle = self._new_handle(sid)
-        presented = NOT_A_TOKEN if extra else presented_token(payload)
-        message = await answer_handshake(handle, presented, limiter=self.limiter, key=sid)
+        message = await self._answer(sid, handle, NOT_A_TOKEN if extra else presented_token(payload))
         await self._push(sid, message)
         return message
 
@@ -259,7 +278,14 @@ class SocketSessions:
 
     def _forget(self, sid: str) -> None:
         self._handles.pop(sid, None)
+        self._addresses.pop(sid, None)
         self.limiter.forget(sid)
+
+    async def _answer(self, sid: str, handle: SessionHandle, presented: object) -> Message:
+        address = self._addresses.get(sid, "")
+        return await answer_handshake(
+            handle, presented, limiter=self.limiter, key=sid, admit=lambda: self.new_sessions.allow(address)
+        )
 
     async def _emit_after_connect(self, sid: str, message: Message) -> None:
         for _ in range(100):
@@ -282,6 +308,25 @@ class SocketSessions:
 
     async def _rebound(self, sid: str, result: Handshake) -> None:
         await self._push(sid, token_message(result))
+
+    async def watch_expiry(self, interval: float = 1.0) -> None:
+        """Until cancelled: every ``interval`` seconds, hand each socket whose session expired a fresh one.
+
+        One task per process for all sockets (the lifespan helper starts it). A
+        socket whose view passed its deadline is reloaded; if the session really
+        ended it gets ``gotToken`` with a new session, ``errors: "Session Expired"``,
+        ``status: "expired"``. A session kept alive by another connection stays.
+        """
+        while True:
+            await asyncio.sleep(interval)
+            now = self.sessions.clock.now()
+            due = [h for h in self._handles.values() if h.bound and not h.ended and h.expires <= now]
+            outcomes = await asyncio.gather(*(h.expire_if_due() for h in due), return_exceptions=True)
+            failures = [o for o in outcomes if isinstance(o, BaseException)]
+            if failures:
+                # One line per tick, not one per socket; tried again at the next tick, and
+                # meanwhile get() refuses the expired view.
+                log.warning("expiry check failed for %d sockets: %s", len(failures), failures[0])
 
     async def sessions_ended(self, digests: frozenset[bytes]) -> None:
         """Hand every local socket whose session ended a fresh session (it gets ``gotToken``).

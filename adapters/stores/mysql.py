@@ -20,7 +20,7 @@ from urllib.parse import unquote, urlsplit
 
 import aiomysql
 import pymysql
-from attrs import frozen
+from attrs import evolve, frozen
 from pymysql.constants import CLIENT, ER
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential
 
@@ -219,6 +219,8 @@ class MySQLStore:
     def __init__(self, config: MySQLConfig) -> None:
         self.config = config
         self.table = check_table_name(config.table)
+        # Quoted in every statement: a name that validates (`order`, `select`) must work.
+        self.sql_name = f"`{self.table}`"
         self._pool: aiomysql.Pool | None = None
         self._pool_lock = asyncio.Lock()
         self.retries = 0  # statements retried after a deadlock, lock wait or lost connection
@@ -380,7 +382,7 @@ class MySQLStore:
         payloads = [job.payload for job in jobs if isinstance(job.payload, NewRow | RowWrite)]
         merged: BatchSQL | None = None
         if len(payloads) == len(jobs):
-            merged = batch_sql(self.table, payloads)
+            merged = batch_sql(self.sql_name, payloads)
             statements = merged.statements
         else:
             statements = [(job.sql, list(job.params)) for job in jobs]
@@ -502,8 +504,7 @@ class MySQLStore:
     async def insert(self, digest: bytes, session: Session) -> None:
         try:
             await self.group.submit(
-                f"INSERT INTO {self.table} (id, data, version, created, last_seen, expires, absolute_expires, user_id)"
-                " VALUES (UNHEX(%s), %s, %s, %s, %s, %s, %s, %s)",
+                f"INSERT INTO {self.sql_name} (id, {FIELDS}) VALUES (UNHEX(%s), %s, %s, %s, %s, %s, %s, %s)",
                 values := (hexkey(digest), *insert_values(session)),
                 # A retry after a lost connection can only meet our own row
                 # (digests of fresh 256-bit tokens do not collide): see below.
@@ -521,12 +522,12 @@ class MySQLStore:
 
     async def _fetch_many(self, digests: Sequence[bytes]) -> dict[bytes, Session]:
         if len(digests) == 1:
-            rows = (await self._run(_SELECT.format(t=self.table), (hexkey(digests[0]),), idempotent=True)).rows
+            rows = (await self._run(_SELECT.format(t=self.sql_name), (hexkey(digests[0]),), idempotent=True)).rows
             return {digests[0]: session_from_row(rows[0])} if rows else {}
         placeholders = ", ".join(["UNHEX(%s)"] * len(digests))
         rows = (
             await self._run(
-                f"SELECT id, {FIELDS} FROM {self.table} WHERE id IN ({placeholders})",
+                f"SELECT id, {FIELDS} FROM {self.sql_name} WHERE id IN ({placeholders})",
                 [hexkey(d) for d in digests],
                 idempotent=True,
             )
@@ -536,7 +537,7 @@ class MySQLStore:
     async def list_user(self, user_id: str, *, now: float) -> list[tuple[bytes, Session]]:
         rows = (
             await self._run(
-                f"SELECT id, {FIELDS} FROM {self.table} WHERE user_id = %s AND expires > %s ORDER BY created",
+                f"SELECT id, {FIELDS} FROM {self.sql_name} WHERE user_id = %s AND expires > %s ORDER BY created",
                 (user_id, now),
                 idempotent=True,
             )
@@ -549,7 +550,7 @@ class MySQLStore:
             return 0
         placeholders = ", ".join(["UNHEX(%s)"] * len(unique))
         deleted = await self._run(
-            f"DELETE FROM {self.table} WHERE id IN ({placeholders})", [hexkey(d) for d in unique], idempotent=True
+            f"DELETE FROM {self.sql_name} WHERE id IN ({placeholders})", [hexkey(d) for d in unique], idempotent=True
         )
         return deleted.rowcount
 
@@ -593,7 +594,7 @@ class MySQLStore:
         hexid = hexkey(digest)
         with _refusals(max_bytes):
             outcome = await self.group.submit(
-                self._write_sql(self.table, expression),
+                self._write_sql(self.sql_name, expression),
                 (*params, max_bytes, now, idle_deadline, hexid, now),
                 key=digest,
                 payload=RowWrite(hexid, expression, params, now, idle_deadline, max_bytes),
@@ -620,7 +621,7 @@ class MySQLStore:
 
     async def touch(self, digest: bytes, *, now: float, idle_deadline: float) -> bool:
         matched = await self.group.submit(
-            f"UPDATE {self.table} SET last_seen = %s, expires = LEAST(GREATEST(expires, %s), absolute_expires)"
+            f"UPDATE {self.sql_name} SET last_seen = %s, expires = LEAST(GREATEST(expires, %s), absolute_expires)"
             " WHERE id = UNHEX(%s) AND expires > %s",
             (now, idle_deadline, hexid := hexkey(digest), now),
             idempotent=True,
@@ -642,21 +643,32 @@ class MySQLStore:
     ) -> Session | None:
         assignments: list[str] = ["id = UNHEX(%s)"]
         params: list[object] = [hexkey(new)]
-        if change is not None and (change.sets or change.deletes or change.clear):
+        change = change or Change()
+        changes = bool(change.sets or change.deletes or change.clear)
+        if user_id is not None:
+            # A new owner starts from empty data. Assignments run left to right, so `data` and
+            # `version` still see the old owner; `user_id` is set last.
+            other_owner = "user_id IS NOT NULL AND user_id <> %s"
+            flushed, flushed_params = await self._new_data(evolve(change, clear=True))
+            kept, kept_params = await self._new_data(change) if changes else ("data", [])
+            assignments += [
+                f"data = IF({other_owner}, {flushed}, {kept})",
+                f"version = IF(LENGTH(data) <= %s, version + IF({other_owner}, 1, %s), NULL)",
+                "user_id = %s",
+            ]
+            params += [user_id, *flushed_params, *kept_params, max_bytes, user_id, int(changes), user_id]
+        elif changes:
             expression, data_params = await self._new_data(change)
             # Left to right, as in write(): a session grown too big sets version NULL.
             assignments += [f"data = {expression}", "version = IF(LENGTH(data) <= %s, version + 1, NULL)"]
             params += [*data_params, max_bytes]
-        if user_id is not None:
-            assignments.append("user_id = %s")
-            params.append(user_id)
         assignments += ["last_seen = %s", "expires = LEAST(GREATEST(expires, %s), absolute_expires)"]
         params += [now, idle_deadline, hexkey(old), now]
         with _refusals(max_bytes):
             # One statement: the move, the write and the owner land together or not at all.
             # Repeating it after a lost connection is safe: the old id is gone once it landed.
             await self._run(
-                f"UPDATE {self.table} SET {', '.join(assignments)} WHERE id = UNHEX(%s) AND expires > %s",
+                f"UPDATE {self.sql_name} SET {', '.join(assignments)} WHERE id = UNHEX(%s) AND expires > %s",
                 params,
                 idempotent=True,
             )
@@ -664,14 +676,16 @@ class MySQLStore:
 
     async def set_user(self, digest: bytes, user_id: str | None, *, now: float) -> bool:
         matched = await self._run(
-            f"UPDATE {self.table} SET user_id = %s WHERE id = UNHEX(%s) AND expires > %s",
+            f"UPDATE {self.sql_name} SET user_id = %s WHERE id = UNHEX(%s) AND expires > %s",
             (user_id, hexkey(digest), now),
             idempotent=True,
         )
         return matched.rowcount > 0
 
     async def remove(self, digest: bytes) -> bool:
-        deleted = await self._run(f"DELETE FROM {self.table} WHERE id = UNHEX(%s)", (hexkey(digest),), idempotent=True)
+        deleted = await self._run(
+            f"DELETE FROM {self.sql_name} WHERE id = UNHEX(%s)", (hexkey(digest),), idempotent=True
+        )
         return deleted.rowcount > 0
 
     async def purge(
@@ -701,7 +715,7 @@ class MySQLStore:
                     total = 0
                     while True:
                         await cursor.execute(
-                            f"DELETE FROM {self.table} WHERE expires <= %s ORDER BY expires LIMIT %s", (now, batch)
+                            f"DELETE FROM {self.sql_name} WHERE expires <= %s ORDER BY expires LIMIT %s", (now, batch)
                         )
                         deleted = int(cursor.rowcount)
                         total += deleted

@@ -52,9 +52,13 @@ def moved_session(
 ) -> Session:
     """``session`` after a rename at ``now``: touched, ``change`` written, ``user_id`` recorded.
 
-    For the stores that compute it in Python; raises SessionTooLarge.
+    A new owner (``user_id`` differs from one already recorded) gets the
+    session cleared before ``change`` applies. For the stores that compute it
+    in Python; raises SessionTooLarge.
     """
     deadlines = session.deadlines.extended(idle_deadline)
+    if user_id is not None and session.user_id not in (None, user_id):
+        change = evolve(change or Change(), clear=True)
     if change is not None and (change.sets or change.deletes or change.clear):
         session = session.with_change(change, now, deadlines)
         check_size(session.data, max_bytes)

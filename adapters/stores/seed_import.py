@@ -323,7 +323,7 @@ class SeedImporter:
         ``ON DUPLICATE KEY UPDATE id = id`` counts 1, exactly like a row inserted.
         """
         outcome = await self.store._run(
-            f"SELECT LOWER(HEX(id)) FROM {self.store.table} WHERE id IN ({', '.join(['UNHEX(%s)'] * len(keys))})",
+            f"SELECT LOWER(HEX(id)) FROM {self.store.sql_name} WHERE id IN ({', '.join(['UNHEX(%s)'] * len(keys))})",
             keys,
             idempotent=True,
         )
@@ -343,7 +343,7 @@ class SeedImporter:
         placeholders = ", ".join(["(UNHEX(%s), %s, 0, %s, %s, %s, %s, %s)"] * len(rows))
         columns = "id, data, version, created, last_seen, expires, absolute_expires, user_id"
         await self.store._run(
-            f"INSERT INTO {self.store.table} ({columns}) VALUES {placeholders} ON DUPLICATE KEY UPDATE id = id",
+            f"INSERT INTO {self.store.sql_name} ({columns}) VALUES {placeholders} ON DUPLICATE KEY UPDATE id = id",
             values,
             idempotent=True,
         )

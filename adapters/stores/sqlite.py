@@ -42,9 +42,14 @@ class SQLiteStore:
     It owns its file, so :meth:`open` creates the schema when it is missing.
     """
 
-    def __init__(self, path: str, table: str = "socketio_session") -> None:
+    def __init__(self, path: str, table: str = "socketio_session", *, operation_timeout: float = 1.5) -> None:
         self.path = path
+        # The longest one operation may take, waiting for the connection and for another
+        # process's lock on the file included, before it reports StoreUnavailable (as on MySQL).
+        self.operation_timeout = operation_timeout
         self.table = check_table_name(table)
+        # Quoted in every statement: a name that validates (`order`, `select`) must work.
+        self.sql_name = f'"{self.table}"'
         self._db: aiosqlite.Connection | None = None
         # One connection serves every coroutine; transactions must not interleave on it.
         self._lock = asyncio.Lock()
@@ -68,7 +73,7 @@ class SQLiteStore:
             await db.execute("PRAGMA journal_mode = WAL")
             # Acked means stored: fsync on every commit.
             await db.execute("PRAGMA synchronous = FULL")
-            await db.execute("PRAGMA busy_timeout = 2000")
+            await db.execute(f"PRAGMA busy_timeout = {int(self.operation_timeout * 1000)}")
             await db.executescript(ddl("sqlite", self.table))
         except BaseException as exc:
             await db.close()
@@ -98,12 +103,30 @@ class SQLiteStore:
 
     @asynccontextmanager
     async def _transaction(self, *, write: bool = True) -> AsyncIterator[aiosqlite.Connection]:
-        """One transaction on the shared connection; reads take no write lock."""
-        async with self._lock:
+        """One transaction on the shared connection, bounded by ``operation_timeout``; reads take no write lock.
+
+        The bound covers the wait for our own connection (asyncio) and, for a
+        write, the wait for the file's write lock, which another process may
+        hold: SQLite's busy timeout is set to what is left of the budget. The
+        SQLite calls themselves are never cancelled midway (aiosqlite would go
+        on running them on its thread, and a BEGIN that lands after we gave up
+        would leave the connection inside a transaction).
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.operation_timeout
+        try:
+            async with asyncio.timeout_at(deadline):
+                await self._lock.acquire()
+        except TimeoutError:
+            raise StoreUnavailable(f"SQLite file {self.path} busy for {self.operation_timeout} s") from None
+        try:
             if self._db is None:
                 raise StoreUnavailable("the SQLite store is not open")
             db = self._db
             try:
+                if write:
+                    left = max(1, int((deadline - loop.time()) * 1000))
+                    await db.execute(f"PRAGMA busy_timeout = {left}")
                 await db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
                 try:
                     yield db
@@ -114,6 +137,8 @@ class SQLiteStore:
                     raise
             except sqlite3.Error as exc:
                 raise StoreUnavailable(f"SQLite file {self.path} failed: {exc}") from exc
+        finally:
+            self._lock.release()
 
     async def _one(self, db: aiosqlite.Connection, sql: str, params: Sequence[Any]) -> Any:
         async with db.execute(sql, params) as cursor:
@@ -121,7 +146,7 @@ class SQLiteStore:
 
     async def _save(self, db: aiosqlite.Connection, digest: bytes, session: Session) -> None:
         await db.execute(
-            f"UPDATE {self.table} SET data = ?, version = ?, last_seen = ?, expires = ?, user_id = ? WHERE id = ?",
+            f"UPDATE {self.sql_name} SET data = ?, version = ?, last_seen = ?, expires = ?, user_id = ? WHERE id = ?",
             (
                 encode_data(session.data),
                 session.version,
@@ -133,19 +158,19 @@ class SQLiteStore:
         )
 
     async def _live(self, db: aiosqlite.Connection, digest: bytes, now: float) -> Session | None:
-        row = await self._one(db, f"SELECT {FIELDS} FROM {self.table} WHERE id = ? AND expires > ?", (digest, now))
+        row = await self._one(db, f"SELECT {FIELDS} FROM {self.sql_name} WHERE id = ? AND expires > ?", (digest, now))
         return None if row is None else session_from_row(row)
 
     async def insert(self, digest: bytes, session: Session) -> None:
         async with self._transaction() as db:
             await db.execute(
-                f"INSERT INTO {self.table} (id, {FIELDS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO {self.sql_name} (id, {FIELDS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (digest, *insert_values(session)),
             )
 
     async def fetch(self, digest: bytes) -> Session | None:
         async with self._transaction(write=False) as db:
-            row = await self._one(db, f"SELECT {FIELDS} FROM {self.table} WHERE id = ?", (digest,))
+            row = await self._one(db, f"SELECT {FIELDS} FROM {self.sql_name} WHERE id = ?", (digest,))
         return None if row is None else session_from_row(row)
 
     async def write(
@@ -187,26 +212,26 @@ class SQLiteStore:
                 return None
             moved = moved_session(session, now, idle_deadline, max_bytes, change, user_id)  # raises: rolled back
             await self._save(db, old, moved)
-            await db.execute(f"UPDATE {self.table} SET id = ? WHERE id = ?", (new, old))
+            await db.execute(f"UPDATE {self.sql_name} SET id = ? WHERE id = ?", (new, old))
             return moved
 
     async def set_user(self, digest: bytes, user_id: str | None, *, now: float) -> bool:
         async with self._transaction() as db:
             cursor = await db.execute(
-                f"UPDATE {self.table} SET user_id = ? WHERE id = ? AND expires > ?", (user_id, digest, now)
+                f"UPDATE {self.sql_name} SET user_id = ? WHERE id = ? AND expires > ?", (user_id, digest, now)
             )
             return cursor.rowcount > 0
 
     async def remove(self, digest: bytes) -> bool:
         async with self._transaction() as db:
-            cursor = await db.execute(f"DELETE FROM {self.table} WHERE id = ?", (digest,))
+            cursor = await db.execute(f"DELETE FROM {self.sql_name} WHERE id = ?", (digest,))
             return cursor.rowcount > 0
 
     async def list_user(self, user_id: str, *, now: float) -> list[tuple[bytes, Session]]:
         async with (
             self._transaction(write=False) as db,
             db.execute(
-                f"SELECT id, {FIELDS} FROM {self.table} WHERE user_id = ? AND expires > ? ORDER BY created",
+                f"SELECT id, {FIELDS} FROM {self.sql_name} WHERE user_id = ? AND expires > ? ORDER BY created",
                 (user_id, now),
             ) as cursor,
         ):
@@ -218,7 +243,9 @@ class SQLiteStore:
         if not unique:
             return 0
         async with self._transaction() as db:
-            cursor = await db.execute(f"DELETE FROM {self.table} WHERE id IN ({', '.join('?' * len(unique))})", unique)
+            cursor = await db.execute(
+                f"DELETE FROM {self.sql_name} WHERE id IN ({', '.join('?' * len(unique))})", unique
+            )
             return cursor.rowcount
 
     async def purge(self, *, now: float, batch: int, on_batch: Callable[[int], None] | None = None) -> int | None:
@@ -227,8 +254,8 @@ class SQLiteStore:
         while True:
             async with self._transaction() as db:
                 cursor = await db.execute(
-                    f"DELETE FROM {self.table} WHERE id IN"
-                    f" (SELECT id FROM {self.table} WHERE expires <= ? ORDER BY expires LIMIT ?)",
+                    f"DELETE FROM {self.sql_name} WHERE id IN"
+                    f" (SELECT id FROM {self.sql_name} WHERE expires <= ? ORDER BY expires LIMIT ?)",
                     (now, batch),
                 )
                 deleted = cursor.rowcount
@@ -239,5 +266,10 @@ class SQLiteStore:
                 on_batch(total)
 
     async def ping(self) -> None:
-        async with self._transaction(write=False) as db:
+        """Return once a write could happen now: the file's write lock is taken and released at once.
+
+        A read would succeed while another process holds the file locked, and
+        the health check would say 200 while every insert fails.
+        """
+        async with self._transaction(write=True) as db:
             await self._one(db, "SELECT 1", ())

@@ -18,12 +18,10 @@ from typing import Any
 
 import socketio
 
-from adapters.socketio import SocketSessions
 from application.errors import InvalidPayload
 from domain.errors import SessionError
-from entrypoints.bootstrap import build_sessions, build_store
+from entrypoints.bootstrap import build_lifecycle, build_sessions, build_socket_sessions, build_store
 from entrypoints.http import http_app
-from entrypoints.lifecycle import SessionLifecycle
 from entrypoints.settings import load_settings
 
 log = logging.getLogger("embedded_app")
@@ -44,12 +42,7 @@ sio = socketio.AsyncServer(
     cors_allowed_origins=settings.cors_origins,
     client_manager=socketio.AsyncRedisManager(queue) if queue else None,
 )
-sessions = SocketSessions(
-    sio,
-    build_sessions(settings, store),
-    handshake_limit=settings.session_handshake_limit,
-    handshake_window=settings.session_handshake_window,
-).install()
+sessions = build_socket_sessions(settings, sio, build_sessions(settings, store))  # installed, with the limits
 connected: dict[str, str] = {}  # sid -> remote address, kept by our own handlers
 
 
@@ -97,15 +90,11 @@ sio.on("app:login", login)
 sio.on("app:profile", profile)
 sio.on("app:logout", logout)
 
-# Open the store (checking its schema), purge expired sessions now and then, relay ended
-# sessions to other processes when SOCKETIO_MESSAGE_QUEUE is set; close it all on shutdown.
-lifecycle = SessionLifecycle(
-    store,
-    sessions.sessions,
-    [sessions],
-    purge_interval=settings.session_purge_interval,
-    relay_url=queue,
-)
+# Open the store (checking its schema), purge expired sessions now and then, tell sockets
+# whose session expired, relay ended sessions to other processes when SOCKETIO_MESSAGE_QUEUE
+# is set; close it all on shutdown.
+lifecycle = build_lifecycle(settings, store, sessions.sessions, [sessions])
+
 # /healthz answers 200 while the store does, 503 otherwise (for your load balancer); nothing else.
 health = http_app(store.ping, "mysql" if settings.uses_mysql else "sqlite")
 app = socketio.ASGIApp(sio, other_asgi_app=health, on_startup=lifecycle.startup, on_shutdown=lifecycle.shutdown)

@@ -219,6 +219,31 @@ async def test_a_login_rename_writes_and_records_the_owner_in_the_same_step(stor
     assert await store.fetch(new) == moved
 
 
+async def test_a_login_as_another_owner_clears_the_data_and_the_same_owner_keeps_it(store: SessionStore) -> None:
+    """The previous user's keys never reach the next one: a new owner starts from the login's values only."""
+    first, second, third, fourth = digest(), digest(), digest(), digest()
+    await store.insert(first, new_session())
+    await write(store, first, sets(cart="tea"))
+
+    async def login(old: bytes, new: bytes, user: str, **values: object) -> Session:
+        moved = await store.rename(
+            old, new, now=NOW + 1, idle_deadline=NOW + 101, max_bytes=MAX, change=sets(**values), user_id=user
+        )
+        assert moved is not None
+        return moved
+
+    alice = await login(first, second, "alice", userId="alice")  # anonymous -> alice: the cart stays
+    assert (dict(alice.data), alice.version) == ({"cart": "tea", "userId": "alice"}, 2)
+    again = await login(second, third, "alice")  # the same owner, nothing to write: data and version stay
+    assert (dict(again.data), again.version, again.user_id) == ({"cart": "tea", "userId": "alice"}, 2, "alice")
+    bob = await login(third, fourth, "bob", userId="bob")
+    assert (dict(bob.data), bob.version, bob.user_id) == ({"userId": "bob"}, 3, "bob")
+    assert await store.fetch(fourth) == bob
+    fifth = digest()
+    carol = await login(fourth, fifth, "carol")  # a new owner and no values: empty, and that is a write
+    assert (dict(carol.data), carol.version, carol.user_id) == ({}, 4, "carol")
+
+
 async def test_a_rename_whose_write_does_not_fit_changes_nothing(store: SessionStore) -> None:
     old, new = digest(), digest()
     await store.insert(old, new_session())

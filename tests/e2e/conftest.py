@@ -35,12 +35,12 @@ class Deployment:
         await store.open()
         try:
             if isinstance(store, MySQLStore):
-                return int((await store._run(f"SELECT COUNT(*) FROM {store.table}", (), idempotent=True)).rows[0][0])
+                return int((await store._run(f"SELECT COUNT(*) FROM {store.sql_name}", (), idempotent=True)).rows[0][0])
             # The embedded store has no counting method; purging with "now" at the end of time would delete.
             import sqlite3
 
             with sqlite3.connect(store.path) as db:
-                return int(db.execute(f"SELECT COUNT(*) FROM {store.table}").fetchone()[0])
+                return int(db.execute(f"SELECT COUNT(*) FROM {store.sql_name}").fetchone()[0])
         finally:
             await store.close()
 
@@ -78,7 +78,7 @@ def _deploy(kind: str, workdir: Path, *, migrate: bool = True, **extra: str) -> 
                 host=config.host, port=config.port, user=config.user, password=config.password, database=config.database
             )
             with conn.cursor() as cursor:
-                cursor.execute(f"DROP TABLE IF EXISTS {table}")
+                cursor.execute(f"DROP TABLE IF EXISTS `{table}`")
             conn.close()
 
 

@@ -177,7 +177,8 @@ async def test_every_acknowledged_write_survives_kill_dash_nine(crashable: Deplo
 
 @pytest.fixture(scope="module")
 def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
-    yield from _deploy("mysql", tmp_path_factory.mktemp("ordering"))
+    # 200 writes in flight on one socket: above the default bound of queued writes (test_hostile_clients.py).
+    yield from _deploy("mysql", tmp_path_factory.mktemp("ordering"), SESSION_MAX_PENDING_WRITES="1000")
 
 
 async def test_writes_through_one_socket_apply_in_the_order_they_were_sent(shared: Deployment) -> None:

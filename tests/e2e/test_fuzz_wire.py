@@ -552,13 +552,15 @@ class Wire:
         if self.token is None:
             assert ack == refusal("SessionNotReady"), f"{context}: {short(ack)}"
             return
-        if self.fits({**self.current.data, "userId": user_id}) != OK:
+        # A login as another owner than the one recorded starts from empty data.
+        kept = self.current.data if self.current.user in (None, text) else {}
+        if self.fits({**kept, "userId": user_id}) != OK:
             # A login lands whole or not at all: refused, the token unchanged.
             assert ack == refusal("SessionTooLarge"), f"{context}: {short(ack)}"
             return
         assert ack == {"ok": True}, f"{context}: {short(ack)}"
         # A new token (no fixation), the owner recorded and userId stored.
-        known = Known({**self.current.data, "userId": user_id}, text)
+        known = Known({**kept, "userId": user_id}, text)
         self.moved(await self.socket.next_token(), "rotated", context, keep=known)
 
     def guard(self, *keys: str) -> str | None:

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import secrets
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis.asyncio as redis
 from attrs import define
 
+from adapters.socketio.relay import sign
 from domain.token import Token
 from tests.e2e.conftest import Deployment, _deploy
 from tests.support.client import Client
@@ -17,6 +22,9 @@ from tests.support.server import Server
 from tests.support.stores import redis_url
 
 pytestmark = pytest.mark.e2e
+
+
+RELAY_KEY = secrets.token_urlsafe(32)
 
 
 @define
@@ -28,7 +36,7 @@ class Pair:
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
     workdir = tmp_path_factory.mktemp("pair")
-    deployments = _deploy("mysql", workdir, SOCKETIO_MESSAGE_QUEUE=redis_url())
+    deployments = _deploy("mysql", workdir, SOCKETIO_MESSAGE_QUEUE=redis_url(), SESSION_RELAY_KEY=RELAY_KEY)
     a = next(deployments)
     b = Server(env=dict(a.env), log_path=workdir / "server-b.log").start()
     try:
@@ -117,6 +125,40 @@ async def test_ending_a_users_other_sessions_tells_every_process(pair: Pair) -> 
         assert await laptop.call("user:securedEvent") == {"ok": False, "error": "SessionKeyMissing"}
         assert (await phone.call("user:securedEvent"))["ok"] is True
         assert len((await phone.call("user:sessions"))["sessions"]) == 1
+
+
+async def test_a_forged_relay_message_ends_nothing(pair: Pair) -> None:
+    """Anyone who can publish on Redis, and has a table dump's digests, still cannot end a session."""
+    async with Client(pair.b.url, auth={"token": ""}) as victim:
+        token = (await victim.next_token())["token"]
+        assert await victim.call("user:login", {"userId": "victim"}) == {"ok": True}
+        token = (await victim.next_token())["token"]
+        digest = Token(token).digest.hex()
+        channel = f"socketio_session:{pair.a.env['SESSION_TABLE']}:ended"
+        body = json.dumps({"origin": "forger", "at": time.time(), "digests": [digest]}).encode()
+        forgeries = [
+            body,  # the old, unauthenticated shape
+            sign(b"a key that is not the relay key, but long enough", body),
+            sign(RELAY_KEY.encode(), body).replace(b"forger", b"forgeR"),  # tampered after signing
+            sign(
+                RELAY_KEY.encode(),
+                json.dumps({"origin": "forger", "at": time.time() - 3600, "digests": [digest]}).encode(),
+            ),  # replayed
+        ]
+        publisher = redis.Redis.from_url(redis_url())
+        try:
+            for forged in forgeries:
+                assert await publisher.publish(channel, forged) == 2  # both processes listen
+        finally:
+            await publisher.aclose()
+        await asyncio.sleep(1)
+        assert victim.no_more_tokens()  # nothing pushed: the session was not ended
+        assert await victim.call("user:securedEvent") == {"ok": True, "userId": "victim"}
+    assert await pair.a.row(token) is not None
+    for log in (pair.a.server.log(), pair.b.log()):
+        # The first is reported at once; the next ones are counted into a line a minute later, not one each.
+        assert log.count("relay messages on") == 1
+        assert "WARNING socketio_session.relay dropped 1 relay messages" in log
 
 
 def test_the_two_processes_logged_no_traceback(pair: Pair, tmp_path: Path) -> None:

@@ -55,6 +55,11 @@ def test_a_missing_mysql_table_stops_startup_and_names_the_ddl() -> None:
         ("SOCKETIO_MESSAGE_QUEUE", "garbage"),
         ("SESSION_TABLE", "x; DROP TABLE y"),
         ("SESSION_DEMO", "perhaps"),
+        ("SOCKETIO_MESSAGE_QUEUE", "redis://127.0.0.1:6379/0"),  # without SESSION_RELAY_KEY
+        ("SESSION_NEW_PER_ADDRESS", "0"),
+        ("SESSION_ANON_TTL", "-1"),
+        ("SESSION_MAX_PENDING_WRITES", "0"),
+        ("SESSION_MAX_PER_USER", "none"),
     ],
 )
 def test_a_bad_setting_stops_startup_naming_the_variable(variable: str, value: str) -> None:
@@ -102,7 +107,8 @@ def test_a_bad_session_events_value_is_one_line_naming_the_variable(value: str, 
 
 
 def test_a_message_queue_without_the_redis_extra_is_one_line_naming_the_extra() -> None:
-    result = _startup_output(server_env({"SOCKETIO_MESSAGE_QUEUE": "redis://127.0.0.1:6379/0"}), without="redis")
+    env = server_env({"SOCKETIO_MESSAGE_QUEUE": "redis://127.0.0.1:6379/0", "SESSION_RELAY_KEY": "k" * 32})
+    result = _startup_output(env, without="redis")
     assert result.returncode != 0
     assert "pip install 'socketio-token-session[redis]'" in result.stderr
     assert "Traceback" not in result.stderr

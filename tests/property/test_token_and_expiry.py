@@ -69,3 +69,37 @@ def test_sliding_extends_but_never_revives(policy: ExpiryPolicy, start: float, g
         else:
             assert slid.expires >= deadlines.expires  # never moved back
         deadlines = slid
+
+
+anonymous_policies = st.builds(
+    ExpiryPolicy,
+    idle_ttl=st.floats(min_value=2, max_value=1e6),
+    absolute_ttl=st.floats(min_value=1e6, max_value=1e7),
+    anon_ttl=st.floats(min_value=1, max_value=1e6),
+)
+
+
+@given(anonymous_policies, st.floats(min_value=0, max_value=2e9), steps)
+def test_a_session_nobody_writes_idles_out_after_the_anonymous_ttl(
+    policy: ExpiryPolicy, start: float, gaps: list[float]
+) -> None:
+    """Resumes alone never give a session more than the anonymous idle window, however often they come."""
+    assert policy.anon_ttl is not None
+    window = min(policy.anon_ttl, policy.idle_ttl)
+    deadlines = policy.open(start)
+    assert deadlines.idle == start + window
+    now = start
+    for gap in gaps:
+        now += gap
+        deadlines = policy.slide(deadlines, now, anonymous=True)
+        assert deadlines.idle <= max(now, start) + window
+
+
+@given(anonymous_policies, st.floats(min_value=0, max_value=2e9), st.floats(min_value=0, max_value=1))
+def test_the_first_write_earns_the_normal_idle_ttl(policy: ExpiryPolicy, start: float, fraction: float) -> None:
+    """A write while the anonymous window is open extends the session to the full idle TTL from then."""
+    assert policy.anon_ttl is not None
+    deadlines = policy.open(start)
+    now = start + fraction * (deadlines.idle - start) * 0.99
+    written = policy.slide(deadlines, now)
+    assert written.idle == min(now + policy.idle_ttl, written.absolute)

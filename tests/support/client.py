@@ -11,9 +11,18 @@ import socketio
 class Client:
     """Connects over websocket; collects every ``gotToken`` it receives."""
 
-    def __init__(self, url: str, auth: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        auth: dict[str, Any] | None = None,
+        *,
+        headers: dict[str, str] | None = None,
+        transports: tuple[str, ...] = ("websocket",),
+    ) -> None:
         self.url = url
         self.auth = auth
+        self.headers = headers or {}
+        self.transports = list(transports)
         self.sio = socketio.AsyncClient(reconnection=False)
         self.tokens: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.sio.on("gotToken", self._got_token)
@@ -22,7 +31,9 @@ class Client:
         await self.tokens.put(message)
 
     async def __aenter__(self) -> Client:
-        await self.sio.connect(self.url, auth=self.auth, transports=["websocket"], wait_timeout=10)
+        await self.sio.connect(
+            self.url, auth=self.auth, headers=self.headers, transports=self.transports, wait_timeout=10
+        )
         return self
 
     async def __aexit__(self, *exc: object) -> None:

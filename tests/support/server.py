@@ -88,10 +88,13 @@ def server_env(extra: Mapping[str, str]) -> dict[str, str]:
     """The test process's environment without our settings, plus ``extra``.
 
     The demo events (user:login, demo:set, ...) are what most end-to-end tests drive,
-    so they are on unless ``extra`` says ``SESSION_DEMO=0``.
+    so they are on unless ``extra`` says ``SESSION_DEMO=0``. Every test client connects
+    from 127.0.0.1, so the limit of new sessions per client address is lifted unless
+    ``extra`` sets it (tests/e2e/test_hostile_clients.py does).
     """
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SESSION_", "SOCKETIO_"))}
     env["SESSION_DEMO"] = "1"
+    env["SESSION_NEW_PER_ADDRESS"] = "1000000"
     env.update(extra)
     env["PYTHONUNBUFFERED"] = "1"
     return env

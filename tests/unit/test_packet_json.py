@@ -19,3 +19,28 @@ def test_an_integer_too_long_to_parse_safely_becomes_a_value_no_write_accepts() 
     assert parsed["value"].digits == 101
     with pytest.raises(InvalidValue):
         encode(parsed["value"])
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('["demo:set",' + "[" * 5000 + "]" * 5000 + "]", "demo:set"),
+        (' [ "getToken" , {"token": ' + "[" * 5000, "getToken"),  # cut short, too: still the event's name
+        ("[" * 5000 + "]" * 5000, None),
+        ("[" * 5001, None),  # cut short
+    ],
+)
+def test_a_payload_nested_too_deep_reads_as_its_event_and_one_refusable_value(
+    text: str, expected: str | None, caplog: pytest.LogCaptureFixture
+) -> None:
+    parsed = packet_json.loads(text)
+    if expected is None:
+        assert len(parsed) == 1
+    else:
+        assert parsed[0] == expected
+        assert len(parsed) == 2
+    assert isinstance(parsed[-1], packet_json.TooDeep)
+    with pytest.raises(InvalidValue):
+        encode(parsed[-1])
+    assert [r.levelname for r in caplog.records] == ["WARNING"]  # one line per packet, no traceback
+    assert caplog.records[0].exc_info is None

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
 from adapters.stores.memory import MemoryStore
-from application.errors import SessionEnded, SessionKeyMissing, SessionNotReady
+from application.errors import SessionEnded, SessionKeyMissing, SessionNotReady, TooManyRequests
 from application.handle import SessionHandle
 from application.handshake import Handshake, Sessions, Status
+from application.user_sessions import list_user_sessions
 from domain.errors import InvalidKey, InvalidValue, SessionTooLarge
 from domain.expiry import ExpiryPolicy
+from domain.session import Change
 from domain.token import Token
 from tests.support.fakes import FakeClock
 
@@ -210,3 +213,98 @@ async def test_login_rotates_and_records_the_owner(sessions: Sessions, store: Me
     await handle.login("alice")
     assert handle.token != old
     assert store.sessions[handle.token.digest].user_id == "alice"
+
+
+class _SlowStore(MemoryStore):
+    """Writes wait for ``release``: they pile up on the handle like writes behind a slow database."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+        self.writes = 0
+
+    async def write(self, digest: bytes, change: Change, **options: Any) -> int | None:
+        await self.release.wait()
+        self.writes += 1
+        return await super().write(digest, change, **options)
+
+
+async def test_writes_queued_past_the_bound_fail_at_once_and_touch_nothing(clock: FakeClock) -> None:
+    store = _SlowStore()
+    sessions = Sessions(store, clock, max_pending_writes=3)
+    handle = await opened(sessions)
+    queued = [asyncio.create_task(handle.set(f"k{n}", n)) for n in range(3)]
+    await asyncio.sleep(0)
+    with pytest.raises(TooManyRequests):
+        await handle.set("one-too-many", 1)
+    store.release.set()
+    await asyncio.gather(*queued)
+    assert store.writes == 3
+    assert dict(handle.data) == {"k0": 0, "k1": 1, "k2": 2}
+    await handle.set("after", 1)  # the bound is on what is queued, not on what was written
+
+
+async def test_get_never_serves_the_view_of_an_expired_session(sessions: Sessions, clock: FakeClock) -> None:
+    handle = await opened(sessions)
+    await handle.set("cart", ["tea"])
+    clock.advance(99)
+    assert handle.get("cart") == ["tea"]
+    clock.advance(1)  # the idle deadline: over
+    with pytest.raises(SessionEnded):
+        handle.get("cart")
+    with pytest.raises(SessionEnded):
+        _ = handle.data
+
+
+async def test_an_expired_handle_is_rebound_and_told_once(sessions: Sessions, clock: FakeClock) -> None:
+    told: list[Handshake] = []
+
+    async def rebound(result: Handshake) -> None:
+        told.append(result)
+
+    handle = SessionHandle(sessions, on_rebound=rebound)
+    await handle.handshake("")
+    await handle.set("cart", ["tea"])
+    old = handle.token
+    assert not await handle.expire_if_due()
+    clock.advance(100)
+    assert await handle.expire_if_due()
+    assert [r.status for r in told] == [Status.EXPIRED]
+    assert handle.token != old
+    assert handle.get("cart") == ""
+    assert not await handle.expire_if_due()
+
+
+async def test_a_handle_whose_session_was_kept_alive_elsewhere_only_reloads(
+    sessions: Sessions, clock: FakeClock
+) -> None:
+    idle = await opened(sessions)
+    busy = await opened(sessions, idle.token.value)
+    clock.advance(60)
+    await busy.set("n", 1)
+    clock.advance(60)  # idle's view says expired; the store says live until 160 + 100
+    assert await idle.expire_if_due() is False
+    assert idle.token == busy.token
+    assert idle.get("n") == 1
+
+
+async def test_a_refused_admission_writes_nothing(sessions: Sessions, store: MemoryStore) -> None:
+    with pytest.raises(TooManyRequests):
+        await sessions.handshake("", admit=lambda: False)
+    with pytest.raises(TooManyRequests):
+        await sessions.handshake(Token.generate().value, admit=lambda: False)
+    assert store.sessions == {}
+
+
+async def test_a_login_past_the_cap_ends_the_least_recently_seen_other_session(
+    store: MemoryStore, clock: FakeClock
+) -> None:
+    sessions = Sessions(store, clock, max_per_user=2)
+    devices = [await opened(sessions) for _ in range(3)]
+    for device in devices:
+        clock.advance(1)
+        await device.login("carol")
+    listed = await list_user_sessions(sessions, "carol")
+    assert len(listed) == 2
+    assert devices[0].token.digest not in store.sessions
+    assert {devices[1].token.digest, devices[2].token.digest} <= set(store.sessions)
