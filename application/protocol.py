@@ -21,6 +21,7 @@ from typing import Any
 from application.errors import (
     InternalError,
     InvalidPayload,
+    SchemaMissing,
     SessionEnded,
     SessionKeyMissing,
     SessionNotReady,
@@ -47,7 +48,8 @@ _ERRORS = {
 
 
 # Every error name a client can receive in ``{ok: false, error}``: the names of these classes.
-# docs/embedding.md lists them; tests/unit/test_protocol.py keeps the two in step.
+# Your own SessionError subclasses join them. docs/embedding.md lists them; tests/unit/test_protocol.py
+# keeps the two in step.
 CLIENT_ERRORS: tuple[type[SessionError], ...] = (
     InvalidKey,
     InvalidValue,
@@ -84,8 +86,11 @@ def rate_limited_message() -> Message:
 
 
 def error_reply(exc: SessionError) -> Message:
-    """An event's ack for a refused operation: the error's name, never its text or a trace."""
-    return {"ok": False, "error": exc.name}
+    """An event's ack for a refused operation: the error's name, never its text or a trace.
+
+    A table gone while serving (``SchemaMissing``) is, to a client, the store being unavailable.
+    """
+    return {"ok": False, "error": "StoreUnavailable" if isinstance(exc, SchemaMissing) else exc.name}
 
 
 def internal_error_reply() -> Message:

@@ -8,7 +8,6 @@ demo page at ``/`` and its events only with ``SESSION_DEMO=1``.
 
 from __future__ import annotations
 
-import functools
 import importlib
 import inspect
 import logging
@@ -19,12 +18,11 @@ from typing import Any
 import socketio
 
 from adapters.socketio import SocketSessions, packet_json
-from domain.errors import SessionError
 from entrypoints.access_log import hide_sids_in_access_log
 from entrypoints.bootstrap import Store, build_lifecycle, build_sessions, build_socket_sessions, build_store, tune_gc
 from entrypoints.demo import register_demo_events
+from entrypoints.extras import REDIS_EXTRA, MissingExtra, require_module
 from entrypoints.http import http_app
-from entrypoints.lifecycle import REDIS_EXTRA, MissingExtra, SessionLifecycle, require_module
 from entrypoints.settings import ConfigError, Settings, load_settings
 
 log = logging.getLogger("socketio_session")
@@ -54,6 +52,12 @@ def load_registrar(name: str) -> Register:
         raise ConfigError(f"SESSION_EVENTS: module {module_name!r} has no function {function_name!r}")
     if inspect.iscoroutinefunction(function):
         raise ConfigError(f"SESSION_EVENTS: {name} must be a plain function (it only registers handlers)")
+    try:
+        inspect.signature(function).bind(None, None)
+    except TypeError:
+        raise ConfigError(f"SESSION_EVENTS: {name} must take two arguments, (sio, sessions)") from None
+    except ValueError:
+        pass  # a callable without a signature to inspect: trust it
     return function  # type: ignore[no-any-return]
 
 
@@ -85,6 +89,7 @@ def create_app(settings: Settings, register: Register | Iterable[Register] = ())
     )
     transport = build_socket_sessions(settings, sio, sessions)
     if settings.session_demo:
+        log.warning(DEMO_WARNING)
         register_demo_events(sio, transport)
     for registrar in registrars:
         registrar(sio, transport)
@@ -94,28 +99,13 @@ def create_app(settings: Settings, register: Register | Iterable[Register] = ())
     return socketio.ASGIApp(
         sio,
         other_asgi_app=http_app(store.ping, _store_kind(store), demo=settings.session_demo),
-        on_startup=functools.partial(_startup, lifecycle, settings),
+        on_startup=lifecycle.startup,
         on_shutdown=lifecycle.shutdown,
     )
 
 
 def _store_kind(store: Store) -> str:
     return type(store).__name__.removesuffix("Store").lower()
-
-
-async def _startup(lifecycle: SessionLifecycle, settings: Settings) -> None:
-    if settings.session_demo:
-        log.warning(DEMO_WARNING)
-    try:
-        await lifecycle.startup()
-    except SessionError as exc:
-        # python-socketio's lifespan handler swallows the exception and uvicorn only says
-        # "Application startup failed": say why, in one line, then let it exit.
-        log.error("cannot start: %s", exc)
-        raise
-    except Exception:
-        log.exception("cannot start: unexpected error")  # a bug: the traceback is what helps
-        raise
 
 
 def _app_from_environment() -> Any:

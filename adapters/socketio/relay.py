@@ -29,13 +29,19 @@ from collections.abc import Callable
 import redis.asyncio as redis
 
 from application.handshake import Sessions
+from domain.errors import SessionError
 
 log = logging.getLogger("socketio_session.relay")
 
+START_TIMEOUT = 5.0
 MAX_AGE = 60.0  # seconds a message stays believable (clocks of the hosts kept in step by NTP)
 REPORT_EVERY = 60.0
 _MAC_HEX = 64  # hex characters of an HMAC-SHA256
 _DIGEST_HEX = 64  # hex characters of a session's SHA-256 digest
+
+
+class RelayUnavailable(SessionError):
+    """The message queue's Redis cannot be reached, so processes could not tell each other that sessions ended."""
 
 
 def sign(key: bytes, body: bytes) -> bytes:
@@ -79,15 +85,27 @@ class RedisRelay:
         self._reported_at = 0.0
 
     async def start(self) -> None:
-        self.sessions.subscribe(self)
+        """Subscribe; :class:`RelayUnavailable` if Redis does not answer within ``START_TIMEOUT`` seconds."""
         self._task = asyncio.get_running_loop().create_task(self._listen())
-        await asyncio.wait_for(self._ready.wait(), timeout=5)
+        try:
+            await asyncio.wait_for(self._ready.wait(), timeout=START_TIMEOUT)
+        except TimeoutError:
+            await self.close()
+            kwargs = self._redis.connection_pool.connection_kwargs  # never the URL: it may hold a password
+            where = kwargs.get("path") or f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}"
+            raise RelayUnavailable(
+                f"cannot reach Redis at {where} (SOCKETIO_MESSAGE_QUEUE) within {START_TIMEOUT:g} s"
+            ) from None
+        self.sessions.subscribe(self)
 
     async def close(self) -> None:
+        if self in self.sessions.listeners:
+            self.sessions.listeners.remove(self)
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+            self._task = None
         await self._redis.aclose()
 
     async def sessions_ended(self, digests: frozenset[bytes]) -> None:

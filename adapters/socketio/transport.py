@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import inspect
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import socketio
 
+from adapters.socketio.chaining import (
+    AppHandler,
+    ChainedHandlers,
+    HandlerConflict,
+    call_app_handler,
+    refuse_unchainable,
+)
 from application.errors import InvalidPayload, SessionNotReady, StoreUnavailable
 from application.handle import SessionHandle
 from application.handshake import Handshake, Sessions
@@ -29,30 +35,15 @@ from domain.errors import SessionError
 
 log = logging.getLogger("socketio_session.transport")
 
+# Statuses of a handshake that inserted a row (everything but a resume).
+_MADE_A_ROW = {"created", "not_found", "expired", "invalid"}
+# How long gotToken waits for python-socketio to finish a connection (the application's
+# connect handler included) before it gives up on that socket.
+_CONNECT_WAIT = 10.0
+
 Handler = TypeVar("Handler", bound=Callable[..., Awaitable[Any]])
 
-__all__ = ["InvalidPayload", "SocketSessions"]
-
-
-async def _call(handler: Callable[..., Any], *args: Any) -> Any:
-    """Call an application handler, sync or async, with as many of ``args`` as it takes.
-
-    python-socketio calls ``connect`` with ``(sid, environ, auth)`` or ``(sid, environ)``
-    and ``disconnect`` with ``(sid, reason)`` or ``(sid)``, whichever the handler accepts;
-    a handler chained behind ours gets the same courtesy.
-    """
-    try:
-        signature = inspect.signature(handler)
-    except (TypeError, ValueError):  # a builtin or C callable: pass everything
-        signature = None
-    while signature is not None and len(args) > 1:
-        try:
-            signature.bind(*args)
-            break
-        except TypeError:
-            args = args[:-1]
-    result = handler(*args)
-    return await result if inspect.isawaitable(result) else result
+__all__ = ["HandlerConflict", "InvalidPayload", "SocketSessions"]
 
 
 def client_address(environ: dict[str, Any], *, trust_proxy: bool = False) -> str:
@@ -73,11 +64,10 @@ class SocketSessions:
     ``install()`` registers ``getToken`` and puts the session binding in front
     of the namespace's ``connect`` and behind its ``disconnect``. The
     application may register its own ``connect`` / ``disconnect`` handlers
-    before or after ``install()``: they keep running, ours runs first on
-    connect (so ``handle(sid)`` works in theirs) and last on disconnect. A
-    handler registered after ``install()`` is chained again by
-    :meth:`check_installed`, which the lifespan helper
-    (:class:`entrypoints.lifecycle.SessionLifecycle`) calls at startup.
+    (or a class-based namespace's ``on_connect`` / ``on_disconnect``) before or
+    after ``install()``: they keep running, ours runs first on connect (so
+    ``handle(sid)`` works in theirs, and a connection they refuse leaves no
+    session behind) and last on disconnect (adapters/socketio/chaining.py).
 
     >>> sio = socketio.AsyncServer(async_mode="asgi")       # doctest: +SKIP
     >>> sessions = SocketSessions(sio, Sessions(store, clock)).install()  # doctest: +SKIP
@@ -115,67 +105,64 @@ class SocketSessions:
         self._addresses: dict[str, str] = {}
         self._handles: dict[str, SessionHandle] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        # What we registered last for connect/disconnect, to notice when the application replaced it.
-        self._entries: dict[str, Callable[..., Awaitable[Any]]] = {}
+        self._table: ChainedHandlers | None = None
         sessions.subscribe(self)
 
     def install(self) -> SocketSessions:
-        """Register ``getToken`` and the session binding on ``connect`` / ``disconnect``."""
-        self._chain()
+        """Register ``getToken`` and the session binding on ``connect`` / ``disconnect``.
+
+        Raises :class:`HandlerConflict` for handlers that could not run beside
+        the binding (catch-all ``namespace="*"`` connect handlers).
+        """
+        existing = self.sio.handlers.get(self.namespace, {})
+        self._table = ChainedHandlers(self.sio, self.namespace, self, existing)
+        self.sio.handlers[self.namespace] = self._table
         self.sio.on(self.request_event, self.get_token, namespace=self.namespace)
+        refuse_unchainable(self.sio, self.namespace)
         return self
 
     def check_installed(self) -> None:
-        """Chain again any ``connect`` / ``disconnect`` handler registered after :meth:`install`.
+        """Raise :class:`HandlerConflict` unless the binding is in place and nothing stands beside it unseen.
 
-        Without it such a handler would silently replace ours and no socket
-        would get a session. Call it once all handlers are registered (the
-        lifespan helper does, at startup).
+        The lifespan helper (:class:`entrypoints.lifecycle.SessionLifecycle`)
+        calls it at startup, once every handler is registered.
         """
-        if not self._entries:
-            raise RuntimeError("SocketSessions.install() was never called: call it once, after creating the server")
-        for event in self._chain():
-            log.info("chained the application's %s handler, registered after install(), behind ours", event)
+        if self._table is None:
+            raise HandlerConflict("SocketSessions.install() was never called: call it once, after creating the server")
+        if self.sio.handlers.get(self.namespace) is not self._table:
+            # The whole table was replaced behind our back: chain what it holds now.
+            self.install()
+        refuse_unchainable(self.sio, self.namespace)
 
-    def _chain(self) -> list[str]:
-        """Put ours in front of (connect) and behind (disconnect) the namespace's handlers; which changed."""
-        registered = self.sio.handlers.get(self.namespace, {})
-        changed = []
-        for event, build in (("connect", self._connect_entry), ("disconnect", self._disconnect_entry)):
-            current = registered.get(event)
-            if current is not None and current is self._entries.get(event):
-                continue
-            entry = build(current)
-            self.sio.on(event, entry, namespace=self.namespace)
-            self._entries[event] = entry
-            changed.append(event)
-        return changed
+    async def on_connect(self, theirs: AppHandler | None, sid: str, environ: dict[str, Any], auth: Any) -> Any:
+        """python-socketio's ``connect``: bind the session, run the application's handler, then say ``gotToken``.
 
-    def _connect_entry(self, theirs: Callable[..., Any] | None) -> Callable[..., Awaitable[Any]]:
-        async def connect(sid: str, environ: dict[str, Any], auth: Any = None) -> Any:
-            await self.connect(sid, environ, auth)
-            if theirs is None:
-                return None
+        ``gotToken`` goes out only once the application accepted the
+        connection; a connection it refuses leaves no handle, and no row if the
+        handshake made one.
+        """
+        message = await self._bind(sid, environ, auth)
+        accepted: Any = None
+        if theirs is not None:
             try:
-                accepted = await _call(theirs, sid, environ, auth)
+                accepted = await call_app_handler(theirs, sid, environ, auth)
             except BaseException:
-                self._forget(sid)  # refused (ConnectionRefusedError) or failed: no disconnect will follow
+                await self._refused(sid, message)
                 raise
             if accepted is False:
-                self._forget(sid)
-            return accepted
+                await self._refused(sid, message)
+                return False
+        if message is not None:
+            self._push_when_connected(sid, message)
+        return accepted
 
-        return connect
-
-    def _disconnect_entry(self, theirs: Callable[..., Any] | None) -> Callable[..., Awaitable[Any]]:
-        async def disconnect(sid: str, reason: Any = None) -> None:
-            try:
-                if theirs is not None:
-                    await _call(theirs, sid, reason)
-            finally:
-                await self.disconnect(sid, reason)
-
-        return disconnect
+    async def on_disconnect(self, theirs: AppHandler | None, sid: str, reason: Any) -> None:
+        """python-socketio's ``disconnect``: the application's handler first (it may still read the session)."""
+        try:
+            if theirs is not None:
+                await call_app_handler(theirs, sid, reason)
+        finally:
+            await self.disconnect(sid, reason)
 
     # -- access -----------------------------------------------------------------------
 
@@ -194,21 +181,37 @@ class SocketSessions:
         """Create the socket's handle; with ``auth = {token: ...}`` bind its session now.
 
         The handshake runs before python-socketio acknowledges the connection,
-        so the session is bound before any of the client's events run. A client
-        that sends no ``auth.token`` gets no session (and no row) until it
-        emits ``getToken``. Calling it again for the same socket does nothing.
+        so the session is bound before any of the client's events run, and
+        ``gotToken`` follows the acknowledgement. A client that sends no
+        ``auth.token`` gets no session (and no row) until it emits ``getToken``.
+        ``install()`` calls this for every connection; an application's own
+        connect handler may call it too (with an ``auth`` of its making):
+        a socket already bound is left as it is.
         """
-        if sid in self._handles:
+        message = await self._bind(sid, environ, auth)
+        if message is not None:
+            self._push_when_connected(sid, message)
+
+    async def _bind(self, sid: str, environ: dict[str, Any], auth: Any) -> Message | None:
+        """The handle of ``sid`` (made if new), bound now if ``auth`` carries a token; its ``gotToken``, if any."""
+        handle = self._handles.get(sid)
+        if handle is None:
+            self._addresses[sid] = client_address(environ, trust_proxy=self.trust_proxy)
+            handle = self._new_handle(sid)
+        if handle.bound or not (isinstance(auth, dict) and "token" in auth):
+            return None
+        return await self._answer(sid, handle, presented_token(auth))
+
+    async def _refused(self, sid: str, message: Message | None) -> None:
+        """The application refused the connection: forget the socket, and the session it just made."""
+        handle = self._handles.get(sid)
+        self._forget(sid)
+        if handle is None or message is None or message.get("status") not in _MADE_A_ROW:
             return
-        self._addresses[sid] = client_address(environ, trust_proxy=self.trust_proxy)
-        handle = self._new_handle(sid)
-        if isinstance(auth, dict) and "token" in auth:
-            message = await self._answer(sid, handle, presented_token(auth))
-            # The client drops events that precede the CONNECT packet, which
-            # python-socketio sends once this handler returns.
-            task = asyncio.get_running_loop().create_task(self._emit_after_connect(sid, message))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        try:
+            await self.sessions.store.remove(handle.token.digest)
+        except StoreUnavailable as exc:  # it is anonymous: it expires after SESSION_ANON_TTL anyway
+            log.warning("could not remove the session of a refused connection: %s", exc)
 
     async def disconnect(self, sid: str, reason: Any = None) -> None:
         self._forget(sid)
@@ -219,10 +222,12 @@ class SocketSessions:
         if handle is None:
             if not self.sio.manager.is_connected(sid, self.namespace):
                 return unavailable_message()  # an event that outlived its socket: nobody to answer
-            # Our connect never ran for a connected socket: the application registered its own
-            # connect handler after install() and nothing called check_installed() since.
+            # Our connect never ran for a connected socket: python-socketio's handler table was
+            # replaced after install(). Chain again, and serve this socket anyway.
+            log.warning("a connected socket had no session handle: the connect handler was replaced; re-chained")
             self.check_installed()
-            handle = self._new_handle(sid)
+            await self._bind(sid, self.sio.get_environ(sid, self.namespace) or {}, None)
+            handle = self._handles[sid]
         message = await self._answer(sid, handle, NOT_A_TOKEN if extra else presented_token(payload))
         await self._push(sid, message)
         return message
@@ -287,15 +292,23 @@ class SocketSessions:
             handle, presented, limiter=self.limiter, key=sid, admit=lambda: self.new_sessions.allow(address)
         )
 
+    def _push_when_connected(self, sid: str, message: Message) -> None:
+        task = asyncio.get_running_loop().create_task(self._emit_after_connect(sid, message))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     async def _emit_after_connect(self, sid: str, message: Message) -> None:
-        for _ in range(100):
+        # The client drops events that precede the CONNECT packet, which python-socketio
+        # sends once every connect handler returned (an application's may take a while).
+        deadline = asyncio.get_running_loop().time() + _CONNECT_WAIT
+        while asyncio.get_running_loop().time() < deadline:
             if self.sio.manager.is_connected(sid, self.namespace):
                 await self._push(sid, message)
                 return
             if sid not in self._handles:
-                return
-            await asyncio.sleep(0.001)
-        log.warning("socket did not finish connecting; gotToken not sent")
+                return  # refused, or gone
+            await asyncio.sleep(0.005)
+        log.warning("socket did not finish connecting within %s s; gotToken not sent", _CONNECT_WAIT)
 
     async def _push(self, sid: str, message: Message) -> None:
         """``gotToken`` to a socket of this process.

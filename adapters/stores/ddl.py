@@ -1,17 +1,21 @@
-"""The DDL files in ``sql/``, with the configured table name put in.
+"""The DDL files, with the configured table name put in, and the check that a table is ours.
 
-``sql/`` is a package of data files (see ``pyproject.toml``), read through
-:mod:`importlib.resources` so that the same code finds them in a checkout, an
-editable install and a wheel in site-packages.
+The files are the top-level ``sql/mysql.sql`` and ``sql/sqlite.sql``, the one
+copy in the repo; ``adapters/stores/sql`` is a symlink to that folder, so they
+are package data of :mod:`adapters.stores` (see ``pyproject.toml``). They are
+read through :mod:`importlib.resources`, which finds them the same way in a
+checkout, an editable install and a wheel in site-packages.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from importlib.resources import files
 from importlib.resources.abc import Traversable
 
-DDL_PACKAGE = "sql"
+from application.errors import SchemaMissing
+
 DEFAULT_TABLE = "socketio_session"
 COLUMNS = ("id", "data", "version", "created", "last_seen", "expires", "absolute_expires", "user_id")
 
@@ -29,7 +33,7 @@ def check_table_name(table: str) -> str:
 
 def ddl_path(dialect: str) -> Traversable:
     """The DDL file of ``dialect``; printed, the full path of ``.../sql/<dialect>.sql`` that users can open."""
-    return files(DDL_PACKAGE) / f"{dialect}.sql"
+    return files("adapters.stores") / "sql" / f"{dialect}.sql"
 
 
 def ddl(dialect: str, table: str = DEFAULT_TABLE) -> str:
@@ -37,12 +41,12 @@ def ddl(dialect: str, table: str = DEFAULT_TABLE) -> str:
     resource = ddl_path(dialect)
     try:
         text = resource.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        # Our files always ship with the package, so the likely cause is another distribution's
-        # top-level `sql` (python-sql's) imported in place of ours: say so instead of a bare path.
+    except (FileNotFoundError, NotADirectoryError):
+        # Installed, the files always ship inside the package. In a checkout, `git clone` with
+        # core.symlinks=false (Windows) writes the symlink as a small text file instead.
         raise FileNotFoundError(
-            f"no DDL file {resource}: if that `{DDL_PACKAGE}` package belongs to another distribution "
-            "(python-sql has one), install socketio-token-session into an environment of its own"
+            f"no DDL file {resource}: in a checkout adapters/stores/sql must be a symlink to ../../sql "
+            "(git with core.symlinks=false makes it a plain file); otherwise reinstall socketio-token-session"
         ) from None
     return text.replace(DEFAULT_TABLE, check_table_name(table))
 
@@ -51,3 +55,26 @@ def statements(script: str) -> list[str]:
     """The statements of a DDL script (no semicolons inside strings in our files)."""
     without_comments = "\n".join(line for line in script.splitlines() if not line.lstrip().startswith("--"))
     return [part.strip() for part in without_comments.split(";") if part.strip()]
+
+
+def check_columns(where: str, present: Sequence[str], dialect: str) -> None:
+    """:class:`SchemaMissing` unless ``present`` (an existing table's columns) holds all of ours; more are allowed.
+
+    ``where`` names the table for the message ("table `t` in database `d`").
+    The stores create a table only when it is missing, so pointing at
+    ``migrate`` would send the user round in circles: the message says what
+    differs and how to get out instead.
+    """
+    lowered = {name.lower() for name in present}  # both servers match column names without regard to case
+    missing = [name for name in COLUMNS if name not in lowered]
+    if not missing:
+        return
+    differences = f"it lacks our columns {', '.join(missing)}"
+    extra = [name for name in present if name.lower() not in COLUMNS]
+    if extra:
+        differences += f" and has columns we do not use: {', '.join(extra)}"
+    raise SchemaMissing(
+        f"{where} exists but is not a session table of ours: {differences}. Set SESSION_TABLE to a name not in use, "
+        "or alter or drop that table by hand (`python -m entrypoints.cli schema` prints the DDL it should match; "
+        f"the file is {ddl_path(dialect)})."
+    )

@@ -24,7 +24,7 @@ from attrs import evolve, frozen
 from pymysql.constants import CLIENT, ER
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential
 
-from adapters.stores.ddl import COLUMNS, check_table_name, ddl, ddl_path, statements
+from adapters.stores.ddl import check_columns, check_table_name, ddl, ddl_path, statements
 from adapters.stores.group_commit import ConnectionLost, GroupCommit, Job
 from adapters.stores.mysql_batch import BatchSQL, NewRow, RowWrite, batch_sql, parse_versions
 from adapters.stores.read_batch import ReadBatcher
@@ -168,6 +168,12 @@ def hexkey(digest: bytes) -> str:
     return digest.hex()
 
 
+_UNREADABLE_URL = (
+    "cannot read user:password@host:port/database from the mysql:// URL: the port must be a number up to 65535, and"
+    " a user or password holding # / ? @ : must be percent-encoded (# as %23, / as %2F, ? as %3F, @ as %40, : as %3A)"
+)
+
+
 @frozen
 class MySQLConfig:
     host: str = "127.0.0.1"
@@ -190,18 +196,24 @@ class MySQLConfig:
     def from_url(cls, url: str, **overrides: Any) -> MySQLConfig:
         """``mysql://user:password@host:port/database`` (user, password, port optional)."""
         parts = urlsplit(url)
-        try:
-            parts.port  # noqa: B018  (raises ValueError on a port that is not a number)
-        except ValueError:
-            raise ValueError(f"the port in {parts.netloc.rpartition('@')[2]!r} is not a number") from None
         if parts.scheme not in ("mysql", "mariadb"):
             raise ValueError(f"not a mysql:// URL: scheme {parts.scheme!r}")
+        # Neither message echoes any part of the URL: any piece of it may be a piece of the password.
+        try:
+            port = parts.port
+        except ValueError:
+            raise ValueError(_UNREADABLE_URL) from None
+        # urlsplit ends the credentials at the first `#`, `/` or `?`: the rest of a password holding
+        # one lands in the fragment, the path or the query, and a numeric start of it passes as the
+        # port. Our URLs have no query or fragment, and no database name holds `@`.
+        if parts.query or parts.fragment or "@" in parts.path:
+            raise ValueError(_UNREADABLE_URL)
         database = parts.path.lstrip("/")
         if not database:
             raise ValueError("the mysql:// URL names no database (mysql://user:pass@host:3306/DATABASE)")
         return cls(
             host=parts.hostname or "127.0.0.1",
-            port=parts.port or 3306,
+            port=port or 3306,
             user=unquote(parts.username or "root"),
             password=unquote(parts.password or ""),
             database=unquote(database),
@@ -441,21 +453,6 @@ class MySQLStore:
             "`python -m entrypoints.cli schema` prints it for this table), or set SESSION_AUTO_MIGRATE=1."
         )
 
-    def _not_ours(self, present: Sequence[str]) -> SchemaMissing:
-        # migrate leaves an existing table alone, so pointing at it would send the user
-        # round in circles: say what differs and how to get out instead.
-        lowered = {name.lower() for name in present}
-        missing = [name for name in COLUMNS if name not in lowered]
-        extra = [name for name in present if name.lower() not in COLUMNS]
-        differences = f"it lacks our columns {', '.join(missing)}"
-        if extra:
-            differences += f" and has columns we do not use: {', '.join(extra)}"
-        return SchemaMissing(
-            f"table `{self.table}` in database `{self.config.database}` exists but is not a session table of ours: "
-            f"{differences}. Set SESSION_TABLE to a name not in use, or alter or drop that table by hand "
-            f"(`python -m entrypoints.cli schema` prints the DDL it should match; the file is {ddl_path('mysql')})."
-        )
-
     async def _columns(self) -> list[str]:
         """The columns of our table as the server spells them, in table order; empty if there is no such table."""
         outcome = await self._run(
@@ -475,8 +472,7 @@ class MySQLStore:
         present = await self._columns()
         if not present:
             raise self._schema_missing()
-        if not set(COLUMNS) <= {name.lower() for name in present}:
-            raise self._not_ours(present)
+        check_columns(f"table `{self.table}` in database `{self.config.database}`", present, "mysql")
 
     async def migrate(self) -> None:
         """Apply ``sql/mysql.sql``, unless the table is there already: the explicit opt-in.

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import aiosqlite
 from attrs import evolve
 
-from adapters.stores.ddl import check_table_name, ddl
+from adapters.stores.ddl import check_columns, check_table_name, ddl
 from adapters.stores.rows import FIELDS, encode_data, insert_values, moved_session, session_from_row
 from application.errors import StoreUnavailable
 from domain.session import Change, Session
@@ -57,6 +57,9 @@ class SQLiteStore:
     async def open(self) -> None:
         """Open the file (creating it, its directory and the schema as needed).
 
+        A table of our name that lacks our columns is :class:`SchemaMissing`,
+        saying what differs: left alone, every handshake would fail on it.
+
         A failed open closes what it opened: aiosqlite runs each connection on
         a thread that is not a daemon, so a connection left open would keep a
         process whose startup failed alive instead of letting it exit.
@@ -74,6 +77,13 @@ class SQLiteStore:
             # Acked means stored: fsync on every commit.
             await db.execute("PRAGMA synchronous = FULL")
             await db.execute(f"PRAGMA busy_timeout = {int(self.operation_timeout * 1000)}")
+            # Before the DDL: CREATE TABLE IF NOT EXISTS passes over a table of that name whatever
+            # its columns, and its CREATE INDEX would then fail on a missing one with a bare
+            # "no such column" instead of the list of what differs.
+            async with db.execute(f"PRAGMA table_info({self.sql_name})") as cursor:
+                present = [str(row[1]) for row in await cursor.fetchall()]
+            if present:
+                check_columns(f"table `{self.table}` in SQLite file {self.path}", present, "sqlite")
             await db.executescript(ddl("sqlite", self.table))
         except BaseException as exc:
             await db.close()

@@ -21,6 +21,7 @@ import socketio
 from application.errors import InvalidPayload
 from domain.errors import SessionError
 from entrypoints.bootstrap import build_lifecycle, build_sessions, build_socket_sessions, build_store
+from entrypoints.extras import REDIS_EXTRA, require_module
 from entrypoints.http import http_app
 from entrypoints.settings import load_settings
 
@@ -37,6 +38,8 @@ class WrongPassword(SessionError):
 settings = load_settings()
 store = build_store(settings)
 queue = settings.socketio_message_queue  # several processes: emits and ended sessions go through Redis
+if queue:
+    require_module("redis", REDIS_EXTRA, "SOCKETIO_MESSAGE_QUEUE")  # one line naming the extra, if missing
 sio = socketio.AsyncServer(
     async_mode="asgi",
     cors_allowed_origins=settings.cors_origins,

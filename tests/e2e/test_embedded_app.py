@@ -13,7 +13,7 @@ import pytest
 import socketio
 
 from tests.support.client import Client
-from tests.support.server import Server, server_env
+from tests.support.server import REPO, Server, server_env
 
 pytestmark = pytest.mark.e2e
 
@@ -69,3 +69,46 @@ async def test_no_demo_event_exists_in_an_embedding_app(server: Server) -> None:
         with pytest.raises(socketio.exceptions.TimeoutError):  # no handler, so no ack
             await client.call("user:login", {"userId": "mallory"}, timeout=1)
     assert "Traceback" not in Path(server.log_path).read_text()
+
+
+def _events_module_from_the_docs() -> str:
+    """The ``myapp/events.py`` code block of docs/embedding.md, as written there."""
+    page = (REPO / "docs" / "embedding.md").read_text(encoding="utf-8")
+    block = page.split("```python\n# myapp/events.py\n", 1)[1].split("```", 1)[0]
+    return block
+
+
+@pytest.fixture(scope="module")
+def stock_with_doc_events(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    workdir = tmp_path_factory.mktemp("doc-events")
+    (workdir / "myapp").mkdir()
+    (workdir / "myapp" / "__init__.py").write_text("")
+    (workdir / "myapp" / "events.py").write_text(_events_module_from_the_docs())
+    env = server_env(
+        {
+            "SESSION_DEMO": "0",
+            "SESSION_EVENTS": "myapp.events:register",
+            "SESSION_STORE_URL": f"sqlite:///{workdir / 'app.sqlite3'}",
+            "PYTHONPATH": str(workdir),
+        }
+    )
+    started = Server(env=env, log_path=workdir / "server.log").start()
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
+async def test_the_session_events_example_of_the_docs_works_on_the_stock_server(stock_with_doc_events: Server) -> None:
+    async with Client(stock_with_doc_events.url, auth={"token": ""}) as client:
+        await client.next_token()
+        assert await client.call("cart:add", "tea") == {"ok": True, "cart": ["tea"]}
+        assert await client.call("cart:add", 7) == {"ok": False, "error": "InvalidPayload"}
+        assert await client.call("cart:checkout") == {"ok": False, "error": "SessionKeyMissing"}
+        assert await client.call("app:login", {"user": "alice", "password": "nope"}) == {
+            "ok": False,
+            "error": "WrongPassword",
+        }
+        assert await client.call("app:login", {"user": "alice", "password": "wonderland"}) == {"ok": True}
+        assert (await client.next_token())["status"] == "rotated"
+        assert await client.call("cart:checkout") == {"ok": True, "user": "alice", "items": ["tea"]}

@@ -13,7 +13,6 @@ import math
 import subprocess
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -131,9 +130,3 @@ def test_any_frame_gets_a_named_answer_and_the_connection_lives_on(
         reply = json.loads(fuzz_connection.recv(timeout=5))
         assert isinstance(reply, dict), (frame[:200], reply)
         assert _well_formed_answer(reply), (frame[:200], reply)
-
-
-def test_the_error_names_the_example_may_send_are_the_documented_ones() -> None:
-    documented = (Path(REPO) / "docs" / "embedding.md").read_text(encoding="utf-8")
-    for name in ERROR_NAMES:
-        assert f"`{name}`" in documented, name

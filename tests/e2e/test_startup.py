@@ -197,3 +197,21 @@ def test_session_events_registers_the_applications_events(tmp_path: Path) -> Non
         asyncio.run(hello())
     finally:
         server.stop()
+
+
+def test_an_unreachable_message_queue_stops_startup_in_one_line() -> None:
+    env = server_env({"SOCKETIO_MESSAGE_QUEUE": "redis://:Qu3ueSecret@127.0.0.1:1/0", "SESSION_RELAY_KEY": "k" * 32})
+    result = _run_server(env)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    [line] = [line for line in output.splitlines() if "cannot start:" in line]
+    assert "cannot reach Redis at 127.0.0.1:1" in line
+    assert "Qu3ueSecret" not in output
+    assert "Traceback" not in output
+
+
+def test_an_event_module_whose_register_takes_other_arguments_is_one_line() -> None:
+    result = _run_server(server_env({"SESSION_EVENTS": "json:loads"}))
+    assert result.returncode != 0
+    assert "SESSION_EVENTS: json:loads must take two arguments, (sio, sessions)" in result.stderr
+    assert "Traceback" not in result.stderr

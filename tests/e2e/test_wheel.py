@@ -207,6 +207,13 @@ def serving(installation: Installation, cwd: Path, env: dict[str, str]) -> Itera
             process.wait()
 
 
+def wheel_top_level(wheel: Path) -> list[str]:
+    """The top-level import names the wheel declares (``top_level.txt``)."""
+    with zipfile.ZipFile(wheel) as archive:
+        (listing,) = (name for name in archive.namelist() if name.endswith(".dist-info/top_level.txt"))
+        return archive.read(listing).decode().split()
+
+
 def http_get(url: str) -> tuple[int, str, bytes]:
     """Status, content type and body; an error status is an answer here, not an exception."""
     try:
@@ -225,29 +232,37 @@ def test_the_wheel_carries_the_ddl_the_page_the_type_markers_and_the_license(ins
         (metadata,) = (name for name in names if name.endswith(".dist-info/METADATA"))
         headers = wheel.read(metadata).decode()
     expected = {
-        "sql/__init__.py",
-        "sql/mysql.sql",
-        "sql/sqlite.sql",
+        "adapters/stores/sql/mysql.sql",
+        "adapters/stores/sql/sqlite.sql",
         "entrypoints/static/index.html",
         "entrypoints/static/app.js",
         "entrypoints/static/app.css",
         *(f"{package}/py.typed" for package in PACKAGES),
     }
     assert expected <= names
+    # The DDL travels inside our packages: no top-level `sql` to clash with python-sql's.
+    assert [name for name in names if name.startswith("sql/")] == []
+    assert not any(name.endswith(".py") for name in names if name.startswith("adapters/stores/sql/"))
+    assert "sql" not in wheel_top_level(installed.wheel)
     assert any(name.endswith(".dist-info/licenses/LICENSE") for name in names)
     assert "License-Expression: MIT" in headers.splitlines()
     assert "SetuptoolsDeprecationWarning" not in installed.build_log
+    # Such as "Package 'adapters.stores.sql' is absent from the `packages` configuration", were the
+    # data-only folder excluded from packages.find.
+    assert "BuildBackendWarning" not in installed.build_log
 
 
 def test_the_packages_import_from_the_new_environment_with_their_py_typed(
     installed: Installation, tmp_path: Path
 ) -> None:
     script = (
-        "import json, sysconfig\n"
-        "import domain, application, adapters, entrypoints, sql\n"
-        "modules = (domain, application, adapters, entrypoints, sql)\n"
+        "import importlib.util, json, sysconfig\n"
+        "import domain, application, adapters, entrypoints\n"
+        "from adapters.stores.ddl import ddl_path\n"
+        "modules = (domain, application, adapters, entrypoints)\n"
         "print(json.dumps({'purelib': sysconfig.get_paths()['purelib'],"
-        " 'files': {m.__name__: m.__file__ for m in modules}}))\n"
+        " 'files': {m.__name__: m.__file__ for m in modules},"
+        " 'ddl': str(ddl_path('mysql')), 'sql': importlib.util.find_spec('sql') is not None}))\n"
     )
     result = subprocess.run(
         [str(installed.bin("python")), "-c", script],
@@ -263,8 +278,10 @@ def test_the_packages_import_from_the_new_environment_with_their_py_typed(
     for name, file in found["files"].items():
         package = Path(file).resolve().parent
         assert package == site_packages / name, f"{name} imported from {file}, not from the installed wheel"
-        if name != "sql":
-            assert (package / "py.typed").is_file()
+        assert (package / "py.typed").is_file()
+    assert Path(found["ddl"]).resolve() == site_packages / "adapters" / "stores" / "sql" / "mysql.sql"
+    assert Path(found["ddl"]).is_file()
+    assert found["sql"] is False, "a top-level `sql` package was installed"
 
 
 # -- the command line, from an empty folder ----------------------------------------------------
@@ -291,7 +308,7 @@ def test_the_cli_works_on_mariadb_and_names_the_shipped_ddl(installed: Installat
         assert missing.returncode == 1
         # The error names the DDL file where the wheel put it, a path the user can open.
         assert f"{installed.venv}" in missing.stderr
-        assert "sql/mysql.sql" in missing.stderr
+        assert "/adapters/stores/sql/mysql.sql" in missing.stderr
         assert "Traceback" not in missing.stderr
         for command in ("migrate", "check", "purge"):
             result = installed.cli(tmp_path, env, command)
@@ -300,6 +317,37 @@ def test_the_cli_works_on_mariadb_and_names_the_shipped_ddl(installed: Installat
 
 
 # -- the server, from an empty folder ----------------------------------------------------------
+
+
+def test_a_message_queue_without_the_redis_extra_stops_startup_in_one_line(
+    installed: Installation, tmp_path: Path
+) -> None:
+    # Installed without extras, so Redis is truly absent here (not hidden, as in tests/e2e/test_startup.py).
+    probe = subprocess.run(
+        [str(installed.bin("python")), "-c", "import importlib.util; print(importlib.util.find_spec('redis'))"],
+        cwd=tmp_path,
+        env=installed.env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert probe.stdout.strip() == "None"
+    env = installed.env(SOCKETIO_MESSAGE_QUEUE="redis://127.0.0.1:6379/0", SESSION_RELAY_KEY="k" * 32)
+    result = subprocess.run(
+        [str(installed.bin("uvicorn")), "entrypoints.asgi:app", "--host", "127.0.0.1", "--port", str(free_port())],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert "Traceback" not in output
+    named = [line for line in output.splitlines() if "pip install 'socketio-token-session[redis]'" in line]
+    assert len(named) == 1, output
 
 
 @pytest.fixture(scope="module", params=["sqlite", "mysql"])

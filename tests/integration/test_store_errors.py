@@ -2,14 +2,17 @@
 
 A wrong password, a database we may not use or nothing listening is
 StoreUnavailable in the server's own words (never the password) and is not
-retried; a table under our name that is not ours says what differs; migrate
-is quiet when run again; a failed SQLite open releases its connection. The
-command-line side is tests/e2e/test_day_one_errors.py.
+retried; a URL whose password holds a delimiter is refused without echoing
+any of it; a table under our name that is not ours says what differs, on
+MySQL and SQLite alike; migrate is quiet when run again; a failed SQLite open
+releases its connection. The command-line side is tests/e2e/test_day_one_errors.py.
 """
 
 from __future__ import annotations
 
+import contextlib
 import secrets
+import sqlite3
 import warnings
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -157,3 +160,71 @@ async def test_a_sqlite_path_that_is_a_directory_is_named_as_such(tmp_path: Path
     store = SQLiteStore(str(tmp_path))
     with pytest.raises(StoreUnavailable, match=f"cannot open SQLite file {tmp_path}: it is a directory"):
         await store.open()
+
+
+async def test_a_sqlite_table_that_is_not_ours_says_what_differs_and_is_left_alone(tmp_path: Path) -> None:
+    path = tmp_path / "sessions.sqlite3"
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        conn.execute("CREATE TABLE socketio_session (id BLOB PRIMARY KEY, Data TEXT, payload TEXT, Extra2 INT)")
+        conn.commit()
+        before = conn.execute("SELECT type, name, sql FROM sqlite_master").fetchall()
+    store = SQLiteStore(str(path))
+    with pytest.raises(SchemaMissing) as raised:
+        await store.open()
+    message = str(raised.value)
+    assert message.startswith(f"table `socketio_session` in SQLite file {path} exists but is not a session table")
+    assert "lacks our columns version, created, last_seen, expires, absolute_expires, user_id" in message
+    assert "columns we do not use: payload, Extra2" in message
+    assert "SESSION_TABLE" in message
+    assert "sql/sqlite.sql" in message
+    assert store._db is None  # the failed open closed its connection, so the process can exit
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("SELECT type, name, sql FROM sqlite_master").fetchall() == before  # no index added
+
+
+async def test_a_sqlite_table_with_our_columns_and_more_is_accepted(tmp_path: Path) -> None:
+    path = tmp_path / "sessions.sqlite3"
+    store = SQLiteStore(str(path))
+    await store.open()
+    await store.close()
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        conn.execute("ALTER TABLE socketio_session ADD COLUMN note TEXT")
+        conn.commit()
+    await store.open()
+    await store.ping()
+    await store.close()
+
+
+# -- URLs: nothing of a password comes back in an error ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "mysql://u:s3cr#Et@127.0.0.1:3306/db",
+        "mysql://u:s3cr/Et@127.0.0.1:3306/db",
+        "mysql://u:s3cr?Et@127.0.0.1:3306/db",
+        # A numeric head of the password passed as the port of host `u`, the rest as the database name.
+        "mysql://u:60917/Et@127.0.0.1:3306/db",
+        "mysql://u:60917#Et@127.0.0.1:3306/db",
+        "mysql://u:p@127.0.0.1:99999/db",
+    ],
+)
+def test_a_mysql_url_that_cannot_be_read_names_the_fix_and_echoes_nothing_of_it(url: str) -> None:
+    with pytest.raises(ValueError, match="cannot read user:password@host:port/database") as raised:
+        MySQLConfig.from_url(url)
+    message = str(raised.value)
+    assert "must be percent-encoded (# as %23, / as %2F, ? as %3F, @ as %40, : as %3A)" in message
+    for fragment in ("s3cr", "60917", "Et", "u:", "127.0.0.1", "99999"):
+        assert fragment not in message
+
+
+def test_a_percent_encoded_password_is_decoded() -> None:
+    config = MySQLConfig.from_url("mysql://u%40x:s3cr%23t%2F%3F%40%3A@db.example:3307/my%5Fdb")
+    assert (config.user, config.password, config.host, config.port, config.database) == (
+        "u@x",
+        "s3cr#t/?@:",
+        "db.example",
+        3307,
+        "my_db",
+    )

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from adapters.stores.memory import MemoryStore
-from application.errors import StoreUnavailable
+from application.errors import SchemaMissing, StoreUnavailable
 from application.handle import SessionHandle
 from application.handshake import Sessions
 from application.protocol import (
@@ -20,6 +22,7 @@ from application.protocol import (
 )
 from domain.errors import SessionError
 from tests.support.fakes import FakeClock
+from tests.support.server import REPO
 
 
 def test_every_client_error_name_is_a_session_error_class_name() -> None:
@@ -84,3 +87,14 @@ async def test_an_unreachable_store_is_the_unavailable_message() -> None:
         "errors": "Session Store Unavailable",
         "status": "unavailable",
     }
+
+
+def test_the_documented_error_names_are_exactly_the_ones_clients_can_receive() -> None:
+    page = (REPO / "docs" / "embedding.md").read_text(encoding="utf-8")
+    section = page.split("## Error names", 1)[1]
+    documented = re.findall(r"^\| `(\w+)` \|", section, flags=re.MULTILINE)
+    assert sorted(documented) == sorted(ERROR_NAMES)
+
+
+def test_a_table_gone_while_serving_reaches_clients_as_the_store_being_unavailable() -> None:
+    assert error_reply(SchemaMissing("table `t` does not exist ...")) == {"ok": False, "error": "StoreUnavailable"}
