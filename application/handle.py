@@ -8,15 +8,16 @@ from contextlib import asynccontextmanager
 from typing import NoReturn
 
 from application.errors import SessionEnded, SessionKeyMissing, SessionNotReady, TooManyRequests
-from application.handshake import Admission, Handshake, Sessions, Status
+from application.sessions import Admission, Handshake, Sessions, Status
 from application.user_sessions import cap_user_sessions
 from domain.errors import InvalidValue, SessionTooLarge
 from domain.session import Change, Session
 from domain.token import Token
 from domain.values import JSON, check_key, check_user_id, encode
 
-Rebound = Callable[[Handshake], Awaitable[None]]
-"""Called after the handle moved to another token (rotated, or a fresh session)."""
+Rebound = Callable[[Handshake | None], Awaitable[None]]
+"""Called after the handle moved to another token (rotated, or a fresh session), or with None when
+it was left without a session because a fresh one was refused (too many new sessions)."""
 
 
 class SessionHandle:
@@ -33,9 +34,14 @@ class SessionHandle:
     42
     """
 
-    def __init__(self, sessions: Sessions, on_rebound: Rebound | None = None) -> None:
+    def __init__(
+        self, sessions: Sessions, on_rebound: Rebound | None = None, *, admit: Admission | None = None
+    ) -> None:
         self._sessions = sessions
         self._on_rebound = on_rebound
+        # Asked before any new session this handle makes (handshakes, logouts, replacements):
+        # the transport's limit of new sessions per client address.
+        self._admit = admit
         self._token: Token | None = None
         self._session: Session | None = None
         self._ended = False
@@ -49,7 +55,7 @@ class SessionHandle:
     async def handshake(self, presented: object, *, admit: Admission | None = None) -> Handshake:
         """Bind this handle to the session of ``presented`` (or a new one, if ``admit`` allows it)."""
         async with self._lock:
-            result = await self._sessions.handshake(presented, admit=admit)
+            result = await self._sessions.handshake(presented, admit=admit or self._admit)
             self._bind(result)
             return result
 
@@ -73,7 +79,8 @@ class SessionHandle:
 
     @property
     def session(self) -> Session:
-        return self._require_bound()[1]
+        """The session as this handle last saw it; :class:`SessionEnded` once its deadline has passed."""
+        return self._unexpired()
 
     @property
     def data(self) -> Mapping[str, JSON]:
@@ -86,7 +93,8 @@ class SessionHandle:
 
     @property
     def expires(self) -> float:
-        return self.session.expires
+        """The deadline of the session as this handle last saw it (it may have been extended since)."""
+        return self._require_bound()[1].expires
 
     def get(self, key: str, default: JSON = "") -> JSON:
         """The value at ``key`` in the current view, or ``default`` (the old package's "").
@@ -173,15 +181,18 @@ class SessionHandle:
         One store call, so it lands whole or not at all. The caller holds the
         lock. Returns the old token and the new binding.
         """
-        token, _ = self._require_live()
+        token, session = self._require_live()
         sessions = self._sessions
         now = sessions.clock.now()
         new = sessions.new_token()
-        moved = await sessions.store.rename(
+        # A bare regenerate of a session nobody wrote keeps it anonymous: it earns no more time.
+        writes = change is not None and bool(change.sets or change.deletes or change.clear)
+        anonymous = session.anonymous and user_id is None and not writes
+        moved = await sessions.store.rotate(
             token.digest,
             new.digest,
             now=now,
-            idle_deadline=sessions.policy.idle_deadline(now),
+            idle_deadline=sessions.policy.idle_deadline(now, anonymous=anonymous),
             max_bytes=sessions.max_bytes,
             change=change,
             user_id=user_id,
@@ -239,21 +250,22 @@ class SessionHandle:
         await self._sessions.announce_ended({old.digest})
         return result.token
 
-    async def destroy(self) -> Token:
+    async def destroy(self) -> Token | None:
         """Log out: delete the session and bind a fresh, empty one; its token is returned.
 
         Every other connection holding the destroyed session is told at once.
+        None when no fresh session was allowed (too many new sessions from this
+        client): the handle then holds none until the next handshake.
         """
         async with self._lock:
             token, _ = self._require_bound()
-            await self._sessions.store.remove(token.digest)
+            await self._sessions.store.delete(token.digest)
             self._ended = True  # and stays so if opening the fresh session fails
             self._sessions.audit("destroyed", token)
-            result = await self._sessions.open(Status.CREATED)
-            self._bind(result)
+            result = await self._replace(Status.CREATED)
         await self._announce(result)
         await self._sessions.announce_ended({token.digest})
-        return result.token
+        return None if result is None else result.token
 
     async def replace_if_ended(self, digests: frozenset[bytes]) -> bool:
         """If this handle holds one of the ended ``digests``, bind a fresh session and announce it.
@@ -264,8 +276,7 @@ class SessionHandle:
             if self._token is None or self._token.digest not in digests:
                 return False
             self._ended = True  # stays so if opening a fresh session fails
-            result = await self._sessions.open(Status.NOT_FOUND)
-            self._bind(result)
+            result = await self._replace(Status.NOT_FOUND)
         await self._announce(result)
         return True
 
@@ -299,10 +310,11 @@ class SessionHandle:
 
         The fresh session is announced with status ``expired`` (its socket gets
         ``gotToken``). A session extended meanwhile by another connection just
-        refreshes the view. Returns whether the handle moved to a new session.
-        Transports call it for every handle whose :attr:`expires` has passed.
+        refreshes the view. Returns whether the handle moved. Transports call it
+        for every handle whose :attr:`expires` has passed, also when an event
+        found the session over first, and again after a failure.
         """
-        if self._token is None or self._session is None or self._ended:
+        if self._token is None or self._session is None:
             return False
         if self._session.expires > self._sessions.clock.now():
             return False
@@ -311,8 +323,7 @@ class SessionHandle:
             if await self._reload():
                 return False  # kept alive elsewhere
             self._sessions.audit("expired", token)
-            result = await self._sessions.open(Status.EXPIRED)
-            self._bind(result)
+            result = await self._replace(Status.EXPIRED)
         await self._announce(result)
         return True
 
@@ -346,6 +357,19 @@ class SessionHandle:
         self._sessions.audit("ended", token, reason=why)
         raise SessionEnded("the session has ended")
 
-    async def _announce(self, result: Handshake) -> None:
+    async def _replace(self, status: Status) -> Handshake | None:
+        """Bind a fresh session in place of the one held; None (and no session) if it was refused.
+
+        The caller holds the lock.
+        """
+        try:
+            result = await self._sessions.open(status, admit=self._admit)
+        except TooManyRequests:
+            self._token, self._session, self._ended = None, None, False
+            return None
+        self._bind(result)
+        return result
+
+    async def _announce(self, result: Handshake | None) -> None:
         if self._on_rebound is not None:
             await self._on_rebound(result)

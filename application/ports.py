@@ -53,7 +53,7 @@ class SessionStore(Protocol):
         """Extend a live session's idle deadline; False when it is not live at ``now``."""
         ...
 
-    async def rename(
+    async def rotate(
         self,
         old: bytes,
         new: bytes,
@@ -64,7 +64,7 @@ class SessionStore(Protocol):
         change: Change | None = None,
         user_id: str | None = None,
     ) -> Session | None:
-        """Move a live session from ``old`` to ``new`` in one atomic step, touching it.
+        """Rotate: move a live session from ``old`` to ``new`` in one atomic step, touching it.
 
         In the same step, apply ``change`` (a write: the version counts it) and
         record ``user_id`` as the owner when given. When the session already
@@ -76,11 +76,7 @@ class SessionStore(Protocol):
         """
         ...
 
-    async def set_user(self, digest: bytes, user_id: str | None, *, now: float) -> bool:
-        """Record the session's owner; False when it is not live at ``now``."""
-        ...
-
-    async def remove(self, digest: bytes) -> bool:
+    async def delete(self, digest: bytes) -> bool:
         """Delete the session under ``digest``; False when there was none."""
         ...
 
@@ -88,7 +84,7 @@ class SessionStore(Protocol):
         """The live sessions recorded as ``user_id``'s, with their digests, oldest first."""
         ...
 
-    async def remove_many(self, digests: Collection[bytes]) -> int:
+    async def delete_many(self, digests: Collection[bytes]) -> int:
         """Delete the sessions under ``digests``; how many there were."""
         ...
 
@@ -101,13 +97,16 @@ class SessionStore(Protocol):
         """
         ...
 
-    async def close(self) -> None:
-        """Release connections and files."""
+
+class StoreAdmin(Protocol):
+    """A store as the composition root and the CLI see it: opened, checked, created, asked for health.
+
+    The use cases never call these; entrypoints/ does, for every store alike.
+    """
+
+    def describe(self) -> str:
+        """Where the sessions are, for messages: ``mysql host:3306/db table t``, never a password."""
         ...
-
-
-class ManagedStore(SessionStore, Protocol):
-    """A store as the composition root sees it: opened at startup, asked for health, closed."""
 
     async def open(self) -> None:
         """Connect (or open the file) and check the schema; raises a named error saying why not.
@@ -116,9 +115,25 @@ class ManagedStore(SessionStore, Protocol):
         """
         ...
 
+    async def check(self) -> None:
+        """Verify that the store answers and has our schema, changing nothing."""
+        ...
+
+    async def migrate(self) -> None:
+        """Create the schema unless it is there (the explicit opt-in); safe to repeat."""
+        ...
+
     async def ping(self) -> None:
         """Return once the store answers; raise :class:`application.errors.StoreUnavailable` otherwise."""
         ...
+
+    async def close(self) -> None:
+        """Release connections and files."""
+        ...
+
+
+class Store(SessionStore, StoreAdmin, Protocol):
+    """What a concrete store adapter is: the port the use cases call, and the admin side."""
 
 
 class EndedListener(Protocol):

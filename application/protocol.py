@@ -29,7 +29,7 @@ from application.errors import (
     TooManyRequests,
 )
 from application.handle import SessionHandle
-from application.handshake import Admission, Handshake, Status
+from application.sessions import Admission, Handshake, Status
 from domain.errors import InvalidKey, InvalidValue, SessionError, SessionTooLarge
 
 log = logging.getLogger("socketio_session.protocol")
@@ -134,10 +134,13 @@ class HandshakeLimiter:
         self.window = window
         self._now = now
         self._recent: dict[str, deque[float]] = {}
+        self._swept = now()
 
     def allow(self, key: str) -> bool:
         """Count one handshake for ``key``; False (and not counted) when it is over the limit."""
         now = self._now()
+        if now - self._swept >= self.window:
+            self._sweep(now)
         recent = self._recent.setdefault(key, deque())
         while recent and now - recent[0] >= self.window:
             recent.popleft()
@@ -145,6 +148,17 @@ class HandshakeLimiter:
             return False
         recent.append(now)
         return True
+
+    def _sweep(self, now: float) -> None:
+        """Forget every key with nothing inside the window: memory stays bounded by the keys of one window."""
+        self._recent = {
+            key: recent for key, recent in self._recent.items() if recent and now - recent[-1] < self.window
+        }
+        self._swept = now
+
+    def __len__(self) -> int:
+        """How many keys are remembered."""
+        return len(self._recent)
 
     def forget(self, key: str) -> None:
         """Drop what is known of ``key`` (its connection closed)."""

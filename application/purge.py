@@ -7,7 +7,7 @@ import logging
 from collections.abc import Callable
 
 from application.errors import StoreUnavailable
-from application.handshake import Sessions
+from application.sessions import Sessions
 
 log = logging.getLogger("socketio_session.purge")
 

@@ -12,7 +12,7 @@ import hashlib
 
 from attrs import frozen
 
-from application.handshake import Sessions
+from application.sessions import Sessions
 from domain.token import Token
 
 
@@ -61,7 +61,7 @@ async def cap_user_sessions(sessions: Sessions, user_id: str, *, keep: Token) ->
         return 0
     others = sorted((pair for pair in found if pair[0] != keep.digest), key=lambda pair: pair[1].last_seen)
     doomed = [digest for digest, _ in others[:excess]]
-    removed = await sessions.store.remove_many(doomed)
+    removed = await sessions.store.delete_many(doomed)
     sessions.audit("ended_over_cap", None, user=sessions.fingerprint_user(user_id), count=removed)
     await sessions.announce_ended(doomed)
     return removed
@@ -80,7 +80,7 @@ async def end_user_sessions(
     doomed = [d for d, _ in found if d != kept and (only is None or public_id(d) == only)]
     if not doomed:
         return 0
-    removed = await sessions.store.remove_many(doomed)
+    removed = await sessions.store.delete_many(doomed)
     sessions.audit("ended_by_user", None, user=sessions.fingerprint_user(user_id), count=removed)
     await sessions.announce_ended(doomed)
     return removed

@@ -9,7 +9,7 @@ from types import MappingProxyType
 from attrs import evolve, field, frozen
 
 from domain.expiry import Deadlines
-from domain.values import JSON
+from domain.values import JSON, check_size
 
 
 def _freeze(data: Mapping[str, JSON]) -> Mapping[str, JSON]:
@@ -63,6 +63,9 @@ class Session:
         """Never written: no key was ever set and no owner recorded (see ExpiryPolicy.anon_ttl)."""
         return self.version == 0 and self.user_id is None
 
+    def live_at(self, now: float) -> bool:
+        return self.deadlines.live_at(now)
+
     def with_change(self, change: Change, now: float, deadlines: Deadlines, version: int | None = None) -> Session:
         """This session after ``change`` was written at ``now`` (as write number ``version``)."""
         return evolve(
@@ -72,3 +75,34 @@ class Session:
             deadlines=deadlines,
             last_seen=now,
         )
+
+    # How a stored session changes: the stores that keep sessions as Python values (memory,
+    # SQLite) apply these; the MySQL store says the same in SQL (adapters/stores/mysql/statements.py),
+    # and tests/contract/test_store_contract.py holds every store to it.
+
+    def touched(self, now: float, idle_deadline: float) -> Session:
+        """Seen at ``now``: the idle deadline moved out to ``idle_deadline`` (never back, never past the absolute)."""
+        return evolve(self, deadlines=self.deadlines.extended(idle_deadline), last_seen=now)
+
+    def written(self, change: Change, now: float, idle_deadline: float, max_bytes: int) -> Session:
+        """``change`` written at ``now``: one more version, touched; :class:`SessionTooLarge` past ``max_bytes``."""
+        updated = self.with_change(change, now, self.deadlines.extended(idle_deadline))
+        check_size(updated.data, max_bytes)
+        return updated
+
+    def moved(
+        self, now: float, idle_deadline: float, max_bytes: int, change: Change | None, user_id: str | None
+    ) -> Session:
+        """What moves to a new token on rotation: touched, ``change`` written, ``user_id`` recorded.
+
+        A new owner (``user_id`` differs from one already recorded) starts from
+        empty data: the session is cleared before ``change`` applies, and that
+        counts as a write. Raises :class:`SessionTooLarge` past ``max_bytes``.
+        """
+        if user_id is not None and self.user_id not in (None, user_id):
+            change = evolve(change or Change(), clear=True)
+        moved = self
+        if change is not None and (change.sets or change.deletes or change.clear):
+            moved = moved.written(change, now, idle_deadline, max_bytes)
+        moved = moved.touched(now, idle_deadline)
+        return moved if user_id is None else evolve(moved, user_id=user_id)

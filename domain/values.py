@@ -15,7 +15,7 @@ MAX_KEY_CHARS = 256
 # MariaDB 10.11 refuses JSON nested 32 levels deep (error 4040: "Limit of 32 on
 # JSON nested structures depth"; MySQL 8 allows 100). The session object is one
 # level and the check is reached at 32, so a value may nest 30 levels; seen
-# here, and pinned by tests/contract/test_store_contract.py.
+# here, and pinned by tests/contract/test_store_contract.py (docs/decisions.md, JSON depth).
 MAX_VALUE_DEPTH = 30
 DEFAULT_MAX_BYTES = 65536  # the old package's TEXT column
 
@@ -51,6 +51,10 @@ def check_user_id(user_id: object) -> str:
         raise InvalidValue(f"a user id is a string of 1 to {MAX_USER_ID_CHARS} characters")
     if "\x00" in user_id or _has_surrogate(user_id):
         raise InvalidValue("a user id cannot contain NUL or lone surrogates")
+    if user_id.endswith(" "):
+        # MySQL's PAD SPACE collations (utf8mb4_bin included) compare 'alice' and 'alice '
+        # as equal: two users would share sessions there and not elsewhere.
+        raise InvalidValue("a user id cannot end with a space")
     return user_id
 
 

@@ -31,8 +31,10 @@ class HideEngineIOSid(logging.Filter):
         return True
 
 
-def hide_sids_in_access_log(logger_name: str = "uvicorn.access") -> None:
-    """Install the filter on uvicorn's access logger (once)."""
-    logger = logging.getLogger(logger_name)
-    if not any(isinstance(f, HideEngineIOSid) for f in logger.filters):
-        logger.addFilter(HideEngineIOSid())
+def hide_sids_in_access_log(logger_names: tuple[str, ...] = ("uvicorn.access", "uvicorn.error")) -> None:
+    """Install the filter on uvicorn's loggers (once each): the access log, and the error log, on which
+    uvicorn writes websocket upgrades (``"WebSocket /socket.io/?...&sid=..." [accepted]``)."""
+    for name in logger_names:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, HideEngineIOSid) for f in logger.filters):
+            logger.addFilter(HideEngineIOSid())

@@ -19,7 +19,7 @@ import socketio
 
 from adapters.socketio import SocketSessions, packet_json
 from entrypoints.access_log import hide_sids_in_access_log
-from entrypoints.bootstrap import Store, build_lifecycle, build_sessions, build_socket_sessions, build_store, tune_gc
+from entrypoints.bootstrap import build_lifecycle, build_sessions, build_socket_sessions, build_store, tune_gc
 from entrypoints.demo import register_demo_events
 from entrypoints.extras import REDIS_EXTRA, MissingExtra, require_module
 from entrypoints.http import http_app
@@ -98,14 +98,10 @@ def create_app(settings: Settings, register: Register | Iterable[Register] = ())
         lifecycle.after_startup = tune_gc
     return socketio.ASGIApp(
         sio,
-        other_asgi_app=http_app(store.ping, _store_kind(store), demo=settings.session_demo),
+        other_asgi_app=http_app(store.ping, "mysql" if settings.uses_mysql else "sqlite", demo=settings.session_demo),
         on_startup=lifecycle.startup,
         on_shutdown=lifecycle.shutdown,
     )
-
-
-def _store_kind(store: Store) -> str:
-    return type(store).__name__.removesuffix("Store").lower()
 
 
 def _app_from_environment() -> Any:

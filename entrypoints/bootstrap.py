@@ -13,14 +13,13 @@ from adapters.socketio import SocketSessions
 from adapters.stores.mysql import MySQLConfig, MySQLStore
 from adapters.stores.sqlite import SQLiteStore, path_from_url
 from application.errors import SchemaMissing
-from application.handshake import Sessions
+from application.ports import Store
+from application.sessions import Sessions
 from domain.expiry import ExpiryPolicy
 from entrypoints.lifecycle import SessionLifecycle
 from entrypoints.settings import Settings
 
 log = logging.getLogger("socketio_session")
-
-Store = MySQLStore | SQLiteStore
 
 # Collect young objects every 50,000 allocations instead of 700; a full
 # collection every 100 million. An event-loop server allocates a few hundred
@@ -40,32 +39,34 @@ def tune_gc() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
+def build_mysql_store(settings: Settings) -> MySQLStore:
+    config = MySQLConfig.from_url(
+        settings.session_store_url, table=settings.session_table, pool_size=settings.session_pool_size
+    )
+    return MySQLStore(config)
+
+
 def build_store(settings: Settings) -> Store:
     if settings.uses_mysql:
-        config = MySQLConfig.from_url(
-            settings.session_store_url, table=settings.session_table, pool_size=settings.session_pool_size
-        )
-        return MySQLStore(config)
+        return build_mysql_store(settings)
     return SQLiteStore(path_from_url(settings.session_store_url), table=settings.session_table)
 
 
 async def open_store(store: Store, settings: Settings) -> None:
-    """Open the store and make sure its schema is there (MySQL only with the opt-in)."""
-    if isinstance(store, SQLiteStore):
-        await store.open()
-        log.warning(
-            "embedded SQLite store at %s: for one process only; set SESSION_STORE_URL=mysql://... to share sessions",
-            store.path,
-        )
-        return
+    """Open the store and make sure its schema is there (created only with SESSION_AUTO_MIGRATE)."""
     try:
         await store.open()
     except SchemaMissing:
         if not settings.session_auto_migrate:
             raise
         await store.migrate()
-        await store.check_schema()
-        log.warning("created table %s (SESSION_AUTO_MIGRATE)", store.table)
+        await store.open()
+        log.warning("created the schema: %s (SESSION_AUTO_MIGRATE)", store.describe())
+    if not settings.uses_mysql:
+        log.warning(
+            "embedded store, %s: for one process only; set SESSION_STORE_URL=mysql://... to share sessions",
+            store.describe(),
+        )
 
 
 def build_sessions(settings: Settings, store: Store) -> Sessions:

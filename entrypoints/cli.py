@@ -15,26 +15,17 @@ import asyncio
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import NoReturn
 
 from pymysql.err import MySQLError
 
 from adapters.stores.ddl import check_table_name, ddl
-from adapters.stores.mysql import MySQLStore, describe_mysql_error
-from adapters.stores.seed_import import ImportReport, SeedImporter, SeedImportError
-from adapters.stores.sqlite import SQLiteStore
+from adapters.stores.mysql import describe_mysql_error
+from adapters.stores.mysql.seed_import import ImportReport, SeedImporter, SeedImportError
 from application.errors import SchemaMissing, StoreUnavailable
 from application.purge import purge_expired
-from entrypoints.bootstrap import build_sessions, build_store
+from entrypoints.bootstrap import build_mysql_store, build_sessions, build_store
 from entrypoints.settings import ConfigError, Settings, load_settings
-
-
-def _where(store: MySQLStore | SQLiteStore) -> str:
-    if isinstance(store, MySQLStore):
-        c = store.config
-        return f"mysql {c.host}:{c.port}/{c.database} table {store.table}"
-    return f"sqlite {store.path} table {store.table}"
 
 
 async def _schema(settings: Settings) -> int:
@@ -45,12 +36,9 @@ async def _schema(settings: Settings) -> int:
 async def _migrate(settings: Settings) -> int:
     store = build_store(settings)
     try:
-        if isinstance(store, MySQLStore):
-            await store.migrate()
-            await store.check_schema()
-        else:
-            await store.open()  # the embedded store applies its own schema
-        print(f"schema applied: {_where(store)}")
+        await store.migrate()
+        await store.check()
+        print(f"schema applied: {store.describe()}")
         return 0
     finally:
         await store.close()
@@ -58,18 +46,10 @@ async def _migrate(settings: Settings) -> int:
 
 async def _check(settings: Settings) -> int:
     store = build_store(settings)
-    if (
-        isinstance(store, SQLiteStore)
-        and store.path != ":memory:"
-        and not await asyncio.to_thread(Path(store.path).exists)
-    ):
-        # A check changes nothing: it does not create the file that opening would.
-        print(f"error: no SQLite file at {store.path} (the server creates it on first start)", file=sys.stderr)
-        return 1
     try:
-        await store.open()
+        await store.check()
         await store.ping()
-        print(f"ok: {_where(store)} answers and has the schema")
+        print(f"ok: {store.describe()} answers and has the schema")
         return 0
     finally:
         await store.close()
@@ -85,23 +65,23 @@ async def _purge(settings: Settings, batch: int) -> int:
             on_batch=lambda total: print(f"purged {total} expired sessions so far", file=sys.stderr),
         )
         if purged is None:
-            print(f"another process is purging {_where(store)} right now; nothing done")
+            print(f"another process is purging {store.describe()} right now; nothing done")
         else:
-            print(f"purged {purged} expired sessions from {_where(store)}")
+            print(f"purged {purged} expired sessions from {store.describe()}")
         return 0
     finally:
         await store.close()
 
 
 async def _import_seed_table(settings: Settings, source: str, batch: int) -> int:
-    store = build_store(settings)
-    if not isinstance(store, MySQLStore):  # nothing opened yet: the SQLite file is left alone
+    if not settings.uses_mysql:  # nothing opened: the SQLite file is left alone
         print(
             "error: import-seed-table needs a MySQL store (SESSION_STORE_URL=mysql://...): "
             "the old package's table is read from the same MySQL database as ours",
             file=sys.stderr,
         )
         return 1
+    store = build_mysql_store(settings)
 
     def progress(report: ImportReport) -> None:
         print(report.progress(), file=sys.stderr)

@@ -15,9 +15,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
 
 from adapters.socketio import HandlerConflict, SocketSessions
-from application.handshake import Sessions
-from application.ports import ManagedStore
+from application.ports import Store
 from application.purge import purge_periodically
+from application.sessions import Sessions
 from domain.errors import SessionError
 from entrypoints.extras import REDIS_EXTRA, require_module
 
@@ -40,7 +40,7 @@ class SessionLifecycle:
 
     def __init__(
         self,
-        store: ManagedStore,
+        store: Store,
         sessions: Sessions,
         transports: Sequence[SocketSessions] = (),
         *,

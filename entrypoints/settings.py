@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from adapters.stores.ddl import check_table_name
+from adapters.stores.ddl import DEFAULT_TABLE, check_table_name
 from adapters.stores.mysql import MySQLConfig
 from adapters.stores.sqlite import path_from_url
 
@@ -28,7 +28,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
 
     session_store_url: str = "sqlite:///./sessions.sqlite3"
-    session_table: str = "socketio_session"
+    session_table: str = DEFAULT_TABLE
     session_idle_ttl: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 86400
     session_absolute_ttl: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 30 * 86400
     session_max_bytes: Annotated[int, Field(ge=64, le=16 * 1024 * 1024)] = 65536

@@ -12,7 +12,7 @@ thousand levels, which python-socketio does not expect, so the packet got no
 answer and two tracebacks were logged. Such a payload is read as its event name
 and one :class:`TooDeep` argument: the event runs and is refused by name
 (``InvalidPayload`` for the demo's events, ``invalid`` for a token), and one
-WARNING line is logged.
+WARNING line is logged (then one a minute at most, with the count).
 """
 
 from __future__ import annotations
@@ -21,7 +21,11 @@ import json
 import logging
 from typing import Any
 
+from adapters.socketio.log_throttle import CountedWarning
+
 log = logging.getLogger("socketio_session.transport")
+# A flood of such packets costs a line a minute, not a line each.
+_TOO_DEEP = CountedWarning(log, "refused %d packet payloads nested too deep to parse (their events got InvalidPayload)")
 
 MAX_INTEGER_DIGITS = 100  # python-engineio's own bound
 
@@ -75,9 +79,9 @@ def _too_deep(text: str) -> list[Any]:
         except (ValueError, RecursionError):
             name = None
         if isinstance(name, str):
-            log.warning("refused the payload of event %.100r: nested too deep to parse", name)
+            _TOO_DEEP.count()
             return [name, TooDeep()]
-    log.warning("refused a packet payload nested too deep to parse")
+    _TOO_DEEP.count()
     return [TooDeep()]
 
 

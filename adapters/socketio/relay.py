@@ -28,7 +28,8 @@ from collections.abc import Callable
 
 import redis.asyncio as redis
 
-from application.handshake import Sessions
+from adapters.socketio.log_throttle import CountedWarning
+from application.sessions import Sessions
 from domain.errors import SessionError
 
 log = logging.getLogger("socketio_session.relay")
@@ -80,9 +81,18 @@ class RedisRelay:
         self._origin = secrets.token_hex(8)  # our own messages come back to us; skip them
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
-        self.rejected = 0  # messages dropped as malformed, unauthenticated or stale, since start
-        self._unreported = 0
-        self._reported_at = 0.0
+        self._flusher: asyncio.Task[None] | None = None
+        self._rejected = CountedWarning(
+            log,
+            "dropped %d relay messages on %s that were malformed, stale or not signed with SESSION_RELAY_KEY"
+            " (is another host publishing there?)",
+            every=REPORT_EVERY,
+        )
+
+    @property
+    def rejected(self) -> int:
+        """Messages dropped as malformed, unauthenticated or stale, since start."""
+        return self._rejected.total
 
     async def start(self) -> None:
         """Subscribe; :class:`RelayUnavailable` if Redis does not answer within ``START_TIMEOUT`` seconds."""
@@ -97,16 +107,24 @@ class RedisRelay:
                 f"cannot reach Redis at {where} (SOCKETIO_MESSAGE_QUEUE) within {START_TIMEOUT:g} s"
             ) from None
         self.sessions.subscribe(self)
+        self._flusher = asyncio.get_running_loop().create_task(self._flush_every(REPORT_EVERY))
 
     async def close(self) -> None:
         if self in self.sessions.listeners:
             self.sessions.listeners.remove(self)
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        for task in (self._task, self._flusher):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._task = self._flusher = None
+        self._rejected.flush(self.channel)
         await self._redis.aclose()
+
+    async def _flush_every(self, seconds: float) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            self._rejected.flush(self.channel)
 
     async def sessions_ended(self, digests: frozenset[bytes]) -> None:
         body = json.dumps(
@@ -127,7 +145,11 @@ class RedisRelay:
                     self._ready.set()
                     async for message in pubsub.listen():
                         if message.get("type") == "message":
-                            await self._deliver(message["data"])
+                            try:
+                                await self._deliver(message["data"])
+                            except Exception:
+                                # One bad delivery must not drop the subscription (and what follows).
+                                log.exception("relay delivery failed")
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -137,7 +159,7 @@ class RedisRelay:
     async def _deliver(self, raw: bytes) -> None:
         digests = self._read(raw)
         if digests is None:
-            self._reject()
+            self._rejected.count(self.channel)
         elif digests:
             await self.sessions.announce_ended(digests, source=self)
 
@@ -158,17 +180,3 @@ class RedisRelay:
             return frozenset(bytes.fromhex(d) for d in message["digests"] if len(d) == _DIGEST_HEX)
         except (ValueError, KeyError, TypeError):
             return None
-
-    def _reject(self) -> None:
-        self.rejected += 1
-        self._unreported += 1
-        now = time.monotonic()
-        if now - self._reported_at >= REPORT_EVERY:
-            log.warning(
-                "dropped %d relay messages on %s that were malformed, stale or not signed with SESSION_RELAY_KEY"
-                " (is another host publishing there?)",
-                self._unreported,
-                self.channel,
-            )
-            self._unreported = 0
-            self._reported_at = now

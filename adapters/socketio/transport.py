@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import ipaddress
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -19,7 +20,6 @@ from adapters.socketio.chaining import (
 )
 from application.errors import InvalidPayload, SessionNotReady, StoreUnavailable
 from application.handle import SessionHandle
-from application.handshake import Handshake, Sessions
 from application.protocol import (
     NOT_A_TOKEN,
     HandshakeLimiter,
@@ -28,9 +28,11 @@ from application.protocol import (
     error_reply,
     internal_error_reply,
     presented_token,
+    rate_limited_message,
     token_message,
     unavailable_message,
 )
+from application.sessions import Handshake, Sessions
 from domain.errors import SessionError
 
 log = logging.getLogger("socketio_session.transport")
@@ -47,15 +49,35 @@ __all__ = ["HandlerConflict", "InvalidPayload", "SocketSessions"]
 
 
 def client_address(environ: dict[str, Any], *, trust_proxy: bool = False) -> str:
-    """The client's address: the peer's, or with ``trust_proxy`` the first ``X-Forwarded-For`` hop.
+    """The client's address as the per-address limits count it.
 
-    Only a proxy of ours may be trusted to set that header: any client can send it.
+    The peer's address from the ASGI scope (python-engineio's environ says
+    ``REMOTE_ADDR = 127.0.0.1`` for every ASGI client, so it cannot be used;
+    docs/decisions.md), or with ``trust_proxy`` the first ``X-Forwarded-For``
+    hop, which only a proxy that overwrites that header may be trusted with.
+    Anything that is not an IP address counts as the peer. IPv6 addresses
+    count by their /64, which one client typically holds whole.
     """
+    scope = environ.get("asgi.scope")
+    peer = scope.get("client") if isinstance(scope, dict) else None
+    address = str(peer[0]) if peer else str(environ.get("REMOTE_ADDR", ""))
     if trust_proxy:
         forwarded = str(environ.get("HTTP_X_FORWARDED_FOR", "")).split(",")[0].strip()
-        if forwarded:
-            return forwarded
-    return str(environ.get("REMOTE_ADDR", ""))
+        if _ip(forwarded) is not None:
+            address = forwarded
+    ip = _ip(address)
+    if ip is None:
+        return address
+    if ip.version == 6:
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
+
+
+def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
 
 
 class SocketSessions:
@@ -209,7 +231,7 @@ class SocketSessions:
         if handle is None or message is None or message.get("status") not in _MADE_A_ROW:
             return
         try:
-            await self.sessions.store.remove(handle.token.digest)
+            await self.sessions.store.delete(handle.token.digest)
         except StoreUnavailable as exc:  # it is anonymous: it expires after SESSION_ANON_TTL anyway
             log.warning("could not remove the session of a refused connection: %s", exc)
 
@@ -277,7 +299,11 @@ class SocketSessions:
     # -- internals -------------------------------------------------------------------------
 
     def _new_handle(self, sid: str) -> SessionHandle:
-        handle = SessionHandle(self.sessions, on_rebound=functools.partial(self._rebound, sid))
+        handle = SessionHandle(
+            self.sessions,
+            on_rebound=functools.partial(self._rebound, sid),
+            admit=functools.partial(self._admit, sid),
+        )
         self._handles[sid] = handle
         return handle
 
@@ -287,10 +313,7 @@ class SocketSessions:
         self.limiter.forget(sid)
 
     async def _answer(self, sid: str, handle: SessionHandle, presented: object) -> Message:
-        address = self._addresses.get(sid, "")
-        return await answer_handshake(
-            handle, presented, limiter=self.limiter, key=sid, admit=lambda: self.new_sessions.allow(address)
-        )
+        return await answer_handshake(handle, presented, limiter=self.limiter, key=sid)
 
     def _push_when_connected(self, sid: str, message: Message) -> None:
         task = asyncio.get_running_loop().create_task(self._emit_after_connect(sid, message))
@@ -319,8 +342,12 @@ class SocketSessions:
         """
         await self.sio.emit(self.reply_event, message, to=sid, namespace=self.namespace, ignore_queue=True)
 
-    async def _rebound(self, sid: str, result: Handshake) -> None:
-        await self._push(sid, token_message(result))
+    def _admit(self, sid: str) -> bool:
+        """May socket ``sid`` make one more session (a row)? Counted per client address."""
+        return self.new_sessions.allow(self._addresses.get(sid, ""))
+
+    async def _rebound(self, sid: str, result: Handshake | None) -> None:
+        await self._push(sid, rate_limited_message() if result is None else token_message(result))
 
     async def watch_expiry(self, interval: float = 1.0) -> None:
         """Until cancelled: every ``interval`` seconds, hand each socket whose session expired a fresh one.
@@ -330,16 +357,33 @@ class SocketSessions:
         ended it gets ``gotToken`` with a new session, ``errors: "Session Expired"``,
         ``status: "expired"``. A session kept alive by another connection stays.
         """
-        while True:
-            await asyncio.sleep(interval)
-            now = self.sessions.clock.now()
-            due = [h for h in self._handles.values() if h.bound and not h.ended and h.expires <= now]
-            outcomes = await asyncio.gather(*(h.expire_if_due() for h in due), return_exceptions=True)
-            failures = [o for o in outcomes if isinstance(o, BaseException)]
-            if failures:
-                # One line per tick, not one per socket; tried again at the next tick, and
-                # meanwhile get() refuses the expired view.
-                log.warning("expiry check failed for %d sockets: %s", len(failures), failures[0])
+        checking: dict[str, asyncio.Task[bool]] = {}  # at most one check per socket in flight
+        failures: list[BaseException] = []
+
+        def settled(sid: str, task: asyncio.Task[bool]) -> None:
+            checking.pop(sid, None)
+            error = None if task.cancelled() else task.exception()
+            if error is not None:
+                failures.append(error)
+
+        try:
+            while True:
+                await asyncio.sleep(interval)
+                if failures:
+                    # One line per tick, not one per socket; those are tried again now, and
+                    # meanwhile get() refuses the expired view.
+                    log.warning("expiry check failed for %d sockets: %s", len(failures), failures[0])
+                    failures.clear()
+                now = self.sessions.clock.now()
+                for sid, handle in list(self._handles.items()):
+                    if sid not in checking and handle.bound and handle.expires <= now:
+                        # Each socket on its own: one whose handle is busy must not delay the others.
+                        task = asyncio.ensure_future(handle.expire_if_due())
+                        checking[sid] = task
+                        task.add_done_callback(functools.partial(settled, sid))
+        finally:
+            for task in checking.values():
+                task.cancel()
 
     async def sessions_ended(self, digests: frozenset[bytes]) -> None:
         """Hand every local socket whose session ended a fresh session (it gets ``gotToken``).

@@ -14,10 +14,11 @@ from collections.abc import Sequence
 from importlib.resources import files
 from importlib.resources.abc import Traversable
 
+from adapters.stores.rows import COLUMNS
 from application.errors import SchemaMissing
 
 DEFAULT_TABLE = "socketio_session"
-COLUMNS = ("id", "data", "version", "created", "last_seen", "expires", "absolute_expires", "user_id")
+"""The table's name unless SESSION_TABLE says otherwise: the one place it is spelled."""
 
 # At most 56 characters: the DDL names indexes `<table>_expires` and `<table>_user_id`, and MySQL
 # allows 64 characters per identifier.

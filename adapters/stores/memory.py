@@ -4,11 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection
 
-from attrs import evolve
-
-from adapters.stores.rows import moved_session
 from domain.session import Change, Session
-from domain.values import check_size
 
 
 class MemoryStore:
@@ -31,7 +27,7 @@ class MemoryStore:
 
     def _live(self, digest: bytes, now: float) -> Session | None:
         session = self.sessions.get(digest)
-        return session if session is not None and session.deadlines.live_at(now) else None
+        return session if session is not None and session.live_at(now) else None
 
     async def write(
         self, digest: bytes, change: Change, *, now: float, idle_deadline: float, max_bytes: int
@@ -39,19 +35,17 @@ class MemoryStore:
         session = self._live(digest, now)
         if session is None:
             return None
-        updated = session.with_change(change, now, session.deadlines.extended(idle_deadline))
-        check_size(updated.data, max_bytes)
-        self.sessions[digest] = updated
-        return updated.version
+        self.sessions[digest] = written = session.written(change, now, idle_deadline, max_bytes)
+        return written.version
 
     async def touch(self, digest: bytes, *, now: float, idle_deadline: float) -> bool:
         session = self._live(digest, now)
         if session is None:
             return False
-        self.sessions[digest] = evolve(session, deadlines=session.deadlines.extended(idle_deadline), last_seen=now)
+        self.sessions[digest] = session.touched(now, idle_deadline)
         return True
 
-    async def rename(
+    async def rotate(
         self,
         old: bytes,
         new: bytes,
@@ -65,36 +59,40 @@ class MemoryStore:
         session = self._live(old, now)
         if session is None:
             return None
-        moved = moved_session(session, now, idle_deadline, max_bytes, change, user_id)
+        moved = session.moved(now, idle_deadline, max_bytes, change, user_id)
         del self.sessions[old]
         self.sessions[new] = moved
         return moved
 
-    async def set_user(self, digest: bytes, user_id: str | None, *, now: float) -> bool:
-        session = self._live(digest, now)
-        if session is None:
-            return False
-        self.sessions[digest] = evolve(session, user_id=user_id)
-        return True
-
-    async def remove(self, digest: bytes) -> bool:
+    async def delete(self, digest: bytes) -> bool:
         return self.sessions.pop(digest, None) is not None
 
-    async def list_user(self, user_id: str, *, now: float) -> list[tuple[bytes, Session]]:
-        found = [(d, s) for d, s in self.sessions.items() if s.user_id == user_id and s.deadlines.live_at(now)]
-        return sorted(found, key=lambda pair: pair[1].created)
-
-    async def remove_many(self, digests: Collection[bytes]) -> int:
+    async def delete_many(self, digests: Collection[bytes]) -> int:
         return sum(self.sessions.pop(d, None) is not None for d in set(digests))
 
+    async def list_user(self, user_id: str, *, now: float) -> list[tuple[bytes, Session]]:
+        found = [(d, s) for d, s in self.sessions.items() if s.user_id == user_id and s.live_at(now)]
+        return sorted(found, key=lambda pair: pair[1].created)
+
     async def purge(self, *, now: float, batch: int, on_batch: Callable[[int], None] | None = None) -> int | None:
-        expired = [d for d, s in self.sessions.items() if not s.deadlines.live_at(now)]
+        expired = [d for d, s in self.sessions.items() if not s.live_at(now)]
         for digest in expired:
             del self.sessions[digest]
         return len(expired)
 
+    # -- what the composition root needs (application.ports.StoreAdmin) -----------------
+
+    def describe(self) -> str:
+        return "memory (this process only)"
+
     async def open(self) -> None:
         """Nothing to open: the dict is there from the start."""
+
+    async def check(self) -> None:
+        """Nothing to check."""
+
+    async def migrate(self) -> None:
+        """Nothing to create."""
 
     async def ping(self) -> None:
         """Always answers."""

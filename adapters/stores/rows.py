@@ -1,4 +1,4 @@
-"""How a session maps to a row, shared by the SQL stores."""
+"""How a session maps to a row, shared by the SQL stores: the one list of the table's columns."""
 
 from __future__ import annotations
 
@@ -6,14 +6,16 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from attrs import evolve
-
 from domain.expiry import Deadlines
-from domain.session import Change, Session
-from domain.values import JSON, check_size
+from domain.session import Session
+from domain.values import JSON
 
-FIELDS = "data, version, created, last_seen, expires, absolute_expires, user_id"
-"""The columns :func:`session_from_row` reads, in its order."""
+COLUMNS = ("id", "data", "version", "created", "last_seen", "expires", "absolute_expires", "user_id")
+"""The table's columns in DDL order: the schema checks, the inserts and the import derive from it
+(tests/unit/test_ddl.py checks the DDL files against it)."""
+
+FIELDS = ", ".join(COLUMNS[1:])
+"""The columns besides the id, in order: what :func:`session_from_row` reads and :func:`insert_values` gives."""
 
 
 def encode_data(data: Mapping[str, JSON]) -> str:
@@ -45,22 +47,3 @@ def insert_values(session: Session) -> tuple[object, ...]:
         session.deadlines.absolute,
         session.user_id,
     )
-
-
-def moved_session(
-    session: Session, now: float, idle_deadline: float, max_bytes: int, change: Change | None, user_id: str | None
-) -> Session:
-    """``session`` after a rename at ``now``: touched, ``change`` written, ``user_id`` recorded.
-
-    A new owner (``user_id`` differs from one already recorded) gets the
-    session cleared before ``change`` applies. For the stores that compute it
-    in Python; raises SessionTooLarge.
-    """
-    deadlines = session.deadlines.extended(idle_deadline)
-    if user_id is not None and session.user_id not in (None, user_id):
-        change = evolve(change or Change(), clear=True)
-    if change is not None and (change.sets or change.deletes or change.clear):
-        session = session.with_change(change, now, deadlines)
-        check_size(session.data, max_bytes)
-    session = evolve(session, deadlines=deadlines, last_seen=now)
-    return session if user_id is None else evolve(session, user_id=user_id)

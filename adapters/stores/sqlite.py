@@ -9,20 +9,27 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Collection, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import aiosqlite
-from attrs import evolve
 
-from adapters.stores.ddl import check_columns, check_table_name, ddl
-from adapters.stores.rows import FIELDS, encode_data, insert_values, moved_session, session_from_row
+from adapters.stores.ddl import DEFAULT_TABLE, check_columns, check_table_name, ddl
+from adapters.stores.rows import COLUMNS, FIELDS, encode_data, insert_values, session_from_row
 from application.errors import StoreUnavailable
 from domain.session import Change, Session
-from domain.values import check_size
+
+T = TypeVar("T")
+# How long past its bound a caller still waits for a transaction that is finishing (a COMMIT's fsync).
+_GRACE = 0.25
+
+
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    """A transaction whose caller stopped waiting still ends; its error, if any, is not a loose end."""
+    if not task.cancelled():
+        task.exception()
 
 
 def path_from_url(url: str) -> str:
@@ -42,7 +49,7 @@ class SQLiteStore:
     It owns its file, so :meth:`open` creates the schema when it is missing.
     """
 
-    def __init__(self, path: str, table: str = "socketio_session", *, operation_timeout: float = 1.5) -> None:
+    def __init__(self, path: str, table: str = DEFAULT_TABLE, *, operation_timeout: float = 1.5) -> None:
         self.path = path
         # The longest one operation may take, waiting for the connection and for another
         # process's lock on the file included, before it reports StoreUnavailable (as on MySQL).
@@ -92,6 +99,21 @@ class SQLiteStore:
             raise
         self._db = db
 
+    # -- what the composition root needs (application.ports.StoreAdmin) -----------------
+
+    def describe(self) -> str:
+        return f"sqlite {self.path} table {self.table}"
+
+    async def migrate(self) -> None:
+        """The embedded store owns its file: opening it applies the schema."""
+        await self.open()
+
+    async def check(self) -> None:
+        """Open an existing file and verify its schema; a check never creates the file."""
+        if self.path != ":memory:" and not await asyncio.to_thread(Path(self.path).exists):
+            raise StoreUnavailable(f"no SQLite file at {self.path} (the server creates it on first start)")
+        await self.open()
+
     def _probe(self) -> None:
         """Make the directory and open the file once, in this thread, raising what would stop aiosqlite.
 
@@ -111,16 +133,19 @@ class SQLiteStore:
             await self._db.close()
             self._db = None
 
-    @asynccontextmanager
-    async def _transaction(self, *, write: bool = True) -> AsyncIterator[aiosqlite.Connection]:
-        """One transaction on the shared connection, bounded by ``operation_timeout``; reads take no write lock.
+    async def _run(self, work: Callable[[aiosqlite.Connection], Awaitable[T]], *, write: bool = True) -> T:
+        """``work`` in one transaction on the shared connection, bounded by ``operation_timeout``.
 
         The bound covers the wait for our own connection (asyncio) and, for a
         write, the wait for the file's write lock, which another process may
-        hold: SQLite's busy timeout is set to what is left of the budget. The
-        SQLite calls themselves are never cancelled midway (aiosqlite would go
-        on running them on its thread, and a BEGIN that lands after we gave up
-        would leave the connection inside a transaction).
+        hold: SQLite's busy timeout is set to what is left of the budget. Once
+        started, the transaction runs to its end in a task of its own, holding
+        our lock, whatever happens to the caller: aiosqlite runs each call on
+        its thread and cannot stop one midway, so a caller cancelled during a
+        BEGIN would otherwise leave the connection inside a transaction, and
+        every later operation would fail. A caller that waited past the bound
+        gets StoreUnavailable (the outcome of a write is then unknown, as on
+        MySQL when the connection dies). Reads take no write lock.
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.operation_timeout
@@ -129,18 +154,32 @@ class SQLiteStore:
                 await self._lock.acquire()
         except TimeoutError:
             raise StoreUnavailable(f"SQLite file {self.path} busy for {self.operation_timeout} s") from None
+        task = loop.create_task(self._in_transaction(work, write, deadline))
+        task.add_done_callback(_retrieve)
+        try:
+            async with asyncio.timeout_at(deadline + _GRACE):
+                return await asyncio.shield(task)
+        except TimeoutError:
+            raise StoreUnavailable(
+                f"SQLite file {self.path} did not answer within {self.operation_timeout} s"
+            ) from None
+
+    async def _in_transaction(
+        self, work: Callable[[aiosqlite.Connection], Awaitable[T]], write: bool, deadline: float
+    ) -> T:
         try:
             if self._db is None:
                 raise StoreUnavailable("the SQLite store is not open")
             db = self._db
             try:
                 if write:
-                    left = max(1, int((deadline - loop.time()) * 1000))
+                    left = max(1, int((deadline - asyncio.get_running_loop().time()) * 1000))
                     await db.execute(f"PRAGMA busy_timeout = {left}")
                 await db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
                 try:
-                    yield db
+                    result = await work(db)
                     await db.execute("COMMIT")
+                    return result
                 except BaseException:
                     if db.in_transaction:
                         await db.execute("ROLLBACK")
@@ -153,6 +192,14 @@ class SQLiteStore:
     async def _one(self, db: aiosqlite.Connection, sql: str, params: Sequence[Any]) -> Any:
         async with db.execute(sql, params) as cursor:
             return await cursor.fetchone()
+
+    async def _all(self, db: aiosqlite.Connection, sql: str, params: Sequence[Any]) -> list[Any]:
+        async with db.execute(sql, params) as cursor:
+            return list(await cursor.fetchall())
+
+    async def _count(self, db: aiosqlite.Connection, sql: str, params: Sequence[Any]) -> int:
+        cursor = await db.execute(sql, params)
+        return int(cursor.rowcount)
 
     async def _save(self, db: aiosqlite.Connection, digest: bytes, session: Session) -> None:
         await db.execute(
@@ -171,41 +218,46 @@ class SQLiteStore:
         row = await self._one(db, f"SELECT {FIELDS} FROM {self.sql_name} WHERE id = ? AND expires > ?", (digest, now))
         return None if row is None else session_from_row(row)
 
+    async def _apply(
+        self, digest: bytes, now: float, change: Callable[[Session], Session], *, move_to: bytes | None = None
+    ) -> Session | None:
+        """Apply ``change`` to the session under ``digest`` if it is live at ``now``, in one transaction.
+
+        ``change`` is one of Session's own (written, touched, moved); if it
+        raises (SessionTooLarge), the transaction rolls back and nothing changes.
+        """
+
+        async def work(db: aiosqlite.Connection) -> Session | None:
+            session = await self._live(db, digest, now)
+            if session is None:
+                return None
+            updated = change(session)
+            await self._save(db, digest, updated)
+            if move_to is not None:
+                await db.execute(f"UPDATE {self.sql_name} SET id = ? WHERE id = ?", (move_to, digest))
+            return updated
+
+        return await self._run(work)
+
     async def insert(self, digest: bytes, session: Session) -> None:
-        async with self._transaction() as db:
-            await db.execute(
-                f"INSERT INTO {self.sql_name} (id, {FIELDS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (digest, *insert_values(session)),
-            )
+        sql = f"INSERT INTO {self.sql_name} ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+        await self._run(lambda db: self._count(db, sql, (digest, *insert_values(session))))
 
     async def fetch(self, digest: bytes) -> Session | None:
-        async with self._transaction(write=False) as db:
-            row = await self._one(db, f"SELECT {FIELDS} FROM {self.sql_name} WHERE id = ?", (digest,))
+        sql = f"SELECT {FIELDS} FROM {self.sql_name} WHERE id = ?"
+        row = await self._run(lambda db: self._one(db, sql, (digest,)), write=False)
         return None if row is None else session_from_row(row)
 
     async def write(
         self, digest: bytes, change: Change, *, now: float, idle_deadline: float, max_bytes: int
     ) -> int | None:
-        async with self._transaction() as db:
-            session = await self._live(db, digest, now)
-            if session is None:
-                return None
-            updated = session.with_change(change, now, session.deadlines.extended(idle_deadline))
-            check_size(updated.data, max_bytes)  # raises inside the transaction: rolled back
-            await self._save(db, digest, updated)
-            return updated.version
+        written = await self._apply(digest, now, lambda s: s.written(change, now, idle_deadline, max_bytes))
+        return None if written is None else written.version
 
     async def touch(self, digest: bytes, *, now: float, idle_deadline: float) -> bool:
-        async with self._transaction() as db:
-            session = await self._live(db, digest, now)
-            if session is None:
-                return False
-            await self._save(
-                db, digest, evolve(session, deadlines=session.deadlines.extended(idle_deadline), last_seen=now)
-            )
-            return True
+        return await self._apply(digest, now, lambda s: s.touched(now, idle_deadline)) is not None
 
-    async def rename(
+    async def rotate(
         self,
         old: bytes,
         new: bytes,
@@ -216,59 +268,35 @@ class SQLiteStore:
         change: Change | None = None,
         user_id: str | None = None,
     ) -> Session | None:
-        async with self._transaction() as db:
-            session = await self._live(db, old, now)
-            if session is None:
-                return None
-            moved = moved_session(session, now, idle_deadline, max_bytes, change, user_id)  # raises: rolled back
-            await self._save(db, old, moved)
-            await db.execute(f"UPDATE {self.sql_name} SET id = ? WHERE id = ?", (new, old))
-            return moved
+        return await self._apply(
+            old, now, lambda s: s.moved(now, idle_deadline, max_bytes, change, user_id), move_to=new
+        )
 
-    async def set_user(self, digest: bytes, user_id: str | None, *, now: float) -> bool:
-        async with self._transaction() as db:
-            cursor = await db.execute(
-                f"UPDATE {self.sql_name} SET user_id = ? WHERE id = ? AND expires > ?", (user_id, digest, now)
-            )
-            return cursor.rowcount > 0
+    async def delete(self, digest: bytes) -> bool:
+        sql = f"DELETE FROM {self.sql_name} WHERE id = ?"
+        return await self._run(lambda db: self._count(db, sql, (digest,))) > 0
 
-    async def remove(self, digest: bytes) -> bool:
-        async with self._transaction() as db:
-            cursor = await db.execute(f"DELETE FROM {self.sql_name} WHERE id = ?", (digest,))
-            return cursor.rowcount > 0
-
-    async def list_user(self, user_id: str, *, now: float) -> list[tuple[bytes, Session]]:
-        async with (
-            self._transaction(write=False) as db,
-            db.execute(
-                f"SELECT id, {FIELDS} FROM {self.sql_name} WHERE user_id = ? AND expires > ? ORDER BY created",
-                (user_id, now),
-            ) as cursor,
-        ):
-            rows = await cursor.fetchall()
-        return [(bytes(row[0]), session_from_row(row[1:])) for row in rows]
-
-    async def remove_many(self, digests: Collection[bytes]) -> int:
+    async def delete_many(self, digests: Collection[bytes]) -> int:
         unique = list(set(digests))
         if not unique:
             return 0
-        async with self._transaction() as db:
-            cursor = await db.execute(
-                f"DELETE FROM {self.sql_name} WHERE id IN ({', '.join('?' * len(unique))})", unique
-            )
-            return cursor.rowcount
+        sql = f"DELETE FROM {self.sql_name} WHERE id IN ({', '.join('?' * len(unique))})"
+        return await self._run(lambda db: self._count(db, sql, unique))
+
+    async def list_user(self, user_id: str, *, now: float) -> list[tuple[bytes, Session]]:
+        sql = f"SELECT id, {FIELDS} FROM {self.sql_name} WHERE user_id = ? AND expires > ? ORDER BY created"
+        rows = await self._run(lambda db: self._all(db, sql, (user_id, now)), write=False)
+        return [(bytes(row[0]), session_from_row(row[1:])) for row in rows]
 
     async def purge(self, *, now: float, batch: int, on_batch: Callable[[int], None] | None = None) -> int | None:
+        sql = (
+            f"DELETE FROM {self.sql_name} WHERE id IN"
+            f" (SELECT id FROM {self.sql_name} WHERE expires <= ? ORDER BY expires LIMIT ?)"
+        )
         # One short transaction per batch, so other writers get in between.
         total = 0
         while True:
-            async with self._transaction() as db:
-                cursor = await db.execute(
-                    f"DELETE FROM {self.sql_name} WHERE id IN"
-                    f" (SELECT id FROM {self.sql_name} WHERE expires <= ? ORDER BY expires LIMIT ?)",
-                    (now, batch),
-                )
-                deleted = cursor.rowcount
+            deleted = await self._run(lambda db: self._count(db, sql, (now, batch)))
             total += deleted
             if deleted < batch:
                 return total
@@ -281,5 +309,4 @@ class SQLiteStore:
         A read would succeed while another process holds the file locked, and
         the health check would say 200 while every insert fails.
         """
-        async with self._transaction(write=True) as db:
-            await self._one(db, "SELECT 1", ())
+        await self._run(lambda db: self._one(db, "SELECT 1", ()))

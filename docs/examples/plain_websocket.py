@@ -27,7 +27,6 @@ from adapters.clock import SystemClock
 from adapters.stores.sqlite import SQLiteStore
 from application.errors import InvalidPayload
 from application.handle import SessionHandle
-from application.handshake import Sessions
 from application.protocol import (
     HandshakeLimiter,
     Message,
@@ -36,6 +35,7 @@ from application.protocol import (
     internal_error_reply,
     presented_token,
 )
+from application.sessions import Sessions
 from domain.errors import SessionError
 
 log = logging.getLogger("plain_websocket")

@@ -18,8 +18,8 @@ from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, rule, 
 
 from application.errors import SessionEnded
 from application.handle import SessionHandle
-from application.handshake import Sessions, Status
 from application.ports import SessionStore
+from application.sessions import Sessions, Status
 from domain.expiry import Deadlines, ExpiryPolicy
 from domain.token import Token
 from domain.values import JSON, encode
@@ -164,6 +164,7 @@ def machine_for(kind: str, workdir: Path) -> type[RuleBasedStateMachine]:
         def destroy(self, handle: SessionHandle) -> None:
             old = self.model.sessions[handle.token.value]
             new = self.run(handle.destroy())
+            assert new is not None  # no admission limit here
             old.alive = False
             self._new(new)
 

@@ -109,14 +109,16 @@ async def test_a_write_slides_the_idle_deadline_but_never_past_the_absolute_one(
     assert found.deadlines.idle <= found.deadlines.absolute == NOW + 1000
 
 
-async def test_an_expired_session_is_never_revived_by_a_write_a_touch_or_a_rename(store: SessionStore) -> None:
+async def test_an_expired_session_is_never_revived_by_a_write_a_touch_or_a_rotation(store: SessionStore) -> None:
     d = digest()
     await store.insert(d, new_session())
     late = NOW + 100  # exactly at the idle deadline: over
     assert await write(store, d, sets(a=1), now=late) is None
     assert not await store.touch(d, now=late, idle_deadline=POLICY.idle_deadline(late))
-    assert not await store.rename(d, digest(), now=late, idle_deadline=POLICY.idle_deadline(late), max_bytes=MAX)
-    assert not await store.set_user(d, "u", now=late)
+    assert not await store.rotate(d, digest(), now=late, idle_deadline=POLICY.idle_deadline(late), max_bytes=MAX)
+    assert not await store.rotate(
+        d, digest(), now=late, idle_deadline=late + 100, max_bytes=MAX, change=sets(a=1), user_id="u"
+    )
     assert await store.fetch(d) == new_session()
 
 
@@ -158,7 +160,7 @@ async def test_values_nested_30_levels_deep_round_trip(store: SessionStore) -> N
     assert found.data["deep"] == deep
 
 
-async def test_touch_and_rename_never_pass_the_absolute_deadline(store: SessionStore) -> None:
+async def test_touch_and_rotation_never_pass_the_absolute_deadline(store: SessionStore) -> None:
     d, moved = digest(), digest()
     await store.insert(d, new_session())
     late = NOW + 950  # keep it alive until close to the absolute deadline
@@ -168,7 +170,7 @@ async def test_touch_and_rename_never_pass_the_absolute_deadline(store: SessionS
     found = await store.fetch(d)
     assert found is not None
     assert found.deadlines.idle == found.deadlines.absolute == NOW + 1000
-    assert await store.rename(d, moved, now=late + 10, idle_deadline=late + 110, max_bytes=MAX)
+    assert await store.rotate(d, moved, now=late + 10, idle_deadline=late + 110, max_bytes=MAX)
     found = await store.fetch(moved)
     assert found is not None
     assert found.deadlines.idle == NOW + 1000
@@ -185,21 +187,11 @@ async def test_touch_extends_a_live_session_and_reports_it_even_when_nothing_cha
     assert (found.deadlines.idle, found.last_seen) == (NOW + 110, NOW + 10)
 
 
-async def test_setting_the_same_user_twice_still_finds_the_session(store: SessionStore) -> None:
-    d = digest()
-    await store.insert(d, new_session())
-    assert await store.set_user(d, "alice", now=NOW)
-    assert await store.set_user(d, "alice", now=NOW)
-    found = await store.fetch(d)
-    assert found is not None
-    assert found.user_id == "alice"
-
-
-async def test_rename_moves_the_session_and_kills_the_old_digest(store: SessionStore) -> None:
+async def test_a_rotation_moves_the_session_and_kills_the_old_digest(store: SessionStore) -> None:
     old, new = digest(), digest()
     await store.insert(old, new_session())
     await write(store, old, sets(k="v"))
-    moved = await store.rename(old, new, now=NOW + 1, idle_deadline=POLICY.idle_deadline(NOW + 1), max_bytes=MAX)
+    moved = await store.rotate(old, new, now=NOW + 1, idle_deadline=POLICY.idle_deadline(NOW + 1), max_bytes=MAX)
     assert moved is not None
     assert await store.fetch(old) is None
     assert await write(store, old, sets(k="w")) is None
@@ -207,11 +199,11 @@ async def test_rename_moves_the_session_and_kills_the_old_digest(store: SessionS
     assert (dict(moved.data), moved.version, moved.last_seen) == ({"k": "v"}, 1, NOW + 1)
 
 
-async def test_a_login_rename_writes_and_records_the_owner_in_the_same_step(store: SessionStore) -> None:
+async def test_a_login_rotation_writes_and_records_the_owner_in_the_same_step(store: SessionStore) -> None:
     old, new = digest(), digest()
     await store.insert(old, new_session())
     await write(store, old, sets(k="v"))
-    moved = await store.rename(
+    moved = await store.rotate(
         old, new, now=NOW + 1, idle_deadline=NOW + 101, max_bytes=MAX, change=sets(userId="alice"), user_id="alice"
     )
     assert moved is not None
@@ -226,7 +218,7 @@ async def test_a_login_as_another_owner_clears_the_data_and_the_same_owner_keeps
     await write(store, first, sets(cart="tea"))
 
     async def login(old: bytes, new: bytes, user: str, **values: object) -> Session:
-        moved = await store.rename(
+        moved = await store.rotate(
             old, new, now=NOW + 1, idle_deadline=NOW + 101, max_bytes=MAX, change=sets(**values), user_id=user
         )
         assert moved is not None
@@ -244,13 +236,13 @@ async def test_a_login_as_another_owner_clears_the_data_and_the_same_owner_keeps
     assert (dict(carol.data), carol.version, carol.user_id) == ({}, 4, "carol")
 
 
-async def test_a_rename_whose_write_does_not_fit_changes_nothing(store: SessionStore) -> None:
+async def test_a_rotation_whose_write_does_not_fit_changes_nothing(store: SessionStore) -> None:
     old, new = digest(), digest()
     await store.insert(old, new_session())
     await write(store, old, sets(fill="x" * 900), max_bytes=1000)
     before = await store.fetch(old)
     with pytest.raises(SessionTooLarge):
-        await store.rename(
+        await store.rotate(
             old, new, now=NOW + 1, idle_deadline=NOW + 101, max_bytes=1000, change=sets(userId="y" * 200), user_id="u"
         )
     assert await store.fetch(old) == before  # the old token still works, nothing moved
@@ -261,8 +253,8 @@ async def test_remove_deletes_only_that_session(store: SessionStore) -> None:
     a, b = digest(), digest()
     await store.insert(a, new_session())
     await store.insert(b, new_session())
-    assert await store.remove(a)
-    assert not await store.remove(a)
+    assert await store.delete(a)
+    assert not await store.delete(a)
     assert await store.fetch(a) is None
     assert await store.fetch(b) is not None
 
@@ -354,7 +346,7 @@ async def test_no_operation_revives_a_session_after_its_deadline(store: SessionS
 async def test_a_batch_of_mixed_writes_gives_each_caller_its_own_outcome(store: SessionStore) -> None:
     """Inserts, writes (some rows twice, one row gone, one expired) and touches arriving together.
 
-    On MySQL they are merged into a few statements (adapters/stores/mysql_batch.py); every caller
+    On MySQL they are merged into a few statements (adapters/stores/mysql/statements.py); every caller
     must still see what it would have seen alone: its own version, False/None for a dead row.
     """
     live = [digest() for _ in range(8)]

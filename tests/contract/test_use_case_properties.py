@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 
 from application.errors import SessionEnded
 from application.handle import SessionHandle
-from application.handshake import Sessions, Status
 from application.ports import SessionStore
+from application.sessions import Sessions, Status
 from domain.expiry import ExpiryPolicy
 from domain.session import Change
 from domain.token import Token

@@ -24,7 +24,7 @@ from attrs import define, field
 from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, expect, sync_playwright
 
 from domain.session import Session
-from tests.e2e.conftest import Deployment, _deploy
+from tests.support.deployment import Deployment, deploy
 from tests.support.server import REPO
 
 pytestmark = pytest.mark.e2e
@@ -71,7 +71,7 @@ def browser() -> Iterator[Browser]:
 
 @pytest.fixture(params=["sqlite", "mysql"])
 def served(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Deployment]:
-    for deployment in _deploy(str(request.param), tmp_path, SOCKETIO_CLIENT_JS_DIR=str(CLIENT_DIST)):
+    for deployment in deploy(str(request.param), tmp_path, SOCKETIO_CLIENT_JS_DIR=str(CLIENT_DIST)):
         yield deployment
         # Captured output: pytest shows it when the test failed (the page only sees error names).
         print("server log (tail):\n" + "\n".join(deployment.server.log().splitlines()[-80:]))

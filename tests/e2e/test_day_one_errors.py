@@ -1,4 +1,4 @@
-"""Errors met on day one (issue 9, point 6): one clear line on stderr, a non-zero exit, never a traceback.
+"""Errors met on day one: one clear line on stderr, a non-zero exit, never a traceback.
 
 The CLI runs as a subprocess, as a user would run it, against the shared
 MariaDB (a wrong password, a database the test user may not use, a closed
@@ -26,7 +26,7 @@ from attrs import frozen
 
 from adapters.stores.mysql import MySQLConfig
 from tests.support.private_mariadb import DATABASE, PrivateMariaDB
-from tests.support.server import REPO, free_port, run_cli, server_env
+from tests.support.server import REPO, free_port, run_cli, run_until_exit, server_env
 from tests.support.stores import mysql_url
 
 pytestmark = pytest.mark.e2e
@@ -176,22 +176,10 @@ def test_a_table_that_is_not_ours_says_what_differs_and_how_to_proceed(foreign_t
     _says_it_is_not_ours(_one_line(_cli(mysql_url(), command, table=foreign_table)), foreign_table)
 
 
-def _run_server(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "uvicorn", "entrypoints.asgi:app", "--port", str(free_port())],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-
-
 @pytest.mark.mysql
 @pytest.mark.parametrize("auto_migrate", ["0", "1"])
 def test_server_startup_on_a_table_that_is_not_ours_says_what_differs(foreign_table: str, auto_migrate: str) -> None:
-    result = _run_server(
+    result = run_until_exit(
         server_env(
             {"SESSION_STORE_URL": mysql_url(), "SESSION_TABLE": foreign_table, "SESSION_AUTO_MIGRATE": auto_migrate}
         )
@@ -205,7 +193,7 @@ def test_server_startup_on_a_table_that_is_not_ours_says_what_differs(foreign_ta
 
 @pytest.mark.mysql
 def test_server_startup_with_a_wrong_password_is_one_line_without_the_password() -> None:
-    result = _run_server(server_env({"SESSION_STORE_URL": _url(mysql_url(), password=WRONG_PASSWORD)}))
+    result = run_until_exit(server_env({"SESSION_STORE_URL": _url(mysql_url(), password=WRONG_PASSWORD)}))
     output = result.stdout + result.stderr
     assert result.returncode != 0
     assert "Traceback" not in output
@@ -223,7 +211,7 @@ def test_a_password_holding_a_url_delimiter_is_never_echoed_and_the_fix_is_named
     url = f"mysql://someone:{head}{separator}{tail}@127.0.0.1:{free_port()}/db"
     env = server_env({"SESSION_STORE_URL": url})
     line = _one_line(run_cli(env, "check"))
-    server = _run_server(env)
+    server = run_until_exit(env)
     started = server.stdout + server.stderr
     assert server.returncode != 0
     assert "Traceback" not in started
@@ -436,7 +424,7 @@ def test_a_sqlite_table_that_is_not_ours_says_what_differs(foreign_sqlite: Forei
 
 
 def test_server_startup_on_a_sqlite_table_that_is_not_ours_says_what_differs(foreign_sqlite: ForeignSQLite) -> None:
-    result = _run_server(server_env({"SESSION_STORE_URL": foreign_sqlite.url}))
+    result = run_until_exit(server_env({"SESSION_STORE_URL": foreign_sqlite.url}))
     output = result.stdout + result.stderr
     assert result.returncode != 0
     assert "Traceback" not in output

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 import socketio
 
-from tests.e2e.conftest import Deployment, _deploy
 from tests.support.client import Client
+from tests.support.deployment import Deployment, deploy
 from tests.support.private_mariadb import PrivateMariaDB
 
 pytestmark = pytest.mark.e2e
@@ -36,7 +36,7 @@ def private_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateMari
 @pytest.fixture
 def on_private_db(private_db: PrivateMariaDB, tmp_path: Path) -> Iterator[Deployment]:
     # Retrying clients hammer getToken during an outage; the per-socket limit is not under test here.
-    yield from _deploy("mysql", tmp_path, SESSION_STORE_URL=private_db.url, SESSION_HANDSHAKE_LIMIT="1000")
+    yield from deploy("mysql", tmp_path, SESSION_STORE_URL=private_db.url, SESSION_HANDSHAKE_LIMIT="1000")
 
 
 def _health(url: str) -> int:
@@ -139,7 +139,7 @@ async def test_killed_connections_under_load_fail_by_name_or_succeed_and_the_ser
 
 @pytest.fixture(params=["sqlite", "mysql"])
 def crashable(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Deployment]:
-    yield from _deploy(str(request.param), tmp_path)
+    yield from deploy(str(request.param), tmp_path)
 
 
 async def test_every_acknowledged_write_survives_kill_dash_nine(crashable: Deployment) -> None:
@@ -178,7 +178,7 @@ async def test_every_acknowledged_write_survives_kill_dash_nine(crashable: Deplo
 @pytest.fixture(scope="module")
 def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     # 200 writes in flight on one socket: above the default bound of queued writes (test_hostile_clients.py).
-    yield from _deploy("mysql", tmp_path_factory.mktemp("ordering"), SESSION_MAX_PENDING_WRITES="1000")
+    yield from deploy("mysql", tmp_path_factory.mktemp("ordering"), SESSION_MAX_PENDING_WRITES="1000")
 
 
 async def test_writes_through_one_socket_apply_in_the_order_they_were_sent(shared: Deployment) -> None:
@@ -198,7 +198,7 @@ async def test_writes_through_one_socket_apply_in_the_order_they_were_sent(share
 
 @pytest.fixture
 def rate_limited(tmp_path: Path) -> Iterator[Deployment]:
-    yield from _deploy("sqlite", tmp_path, SESSION_HANDSHAKE_LIMIT="3", SESSION_HANDSHAKE_WINDOW="60")
+    yield from deploy("sqlite", tmp_path, SESSION_HANDSHAKE_LIMIT="3", SESSION_HANDSHAKE_WINDOW="60")
 
 
 async def test_get_token_is_rate_limited_per_socket(rate_limited: Deployment) -> None:

@@ -7,8 +7,7 @@ through real clients, and checks what the store holds afterwards.
 from __future__ import annotations
 
 import asyncio
-import sqlite3
-import threading
+import json
 import time
 import urllib.error
 import urllib.request
@@ -20,16 +19,22 @@ import pytest
 import websockets
 
 from domain.token import Token
-from tests.e2e.conftest import Deployment, _deploy
 from tests.support.client import Client
+from tests.support.deployment import Deployment, deploy
+from tests.support.sqlite_lock import locked_by_another_process
 
 pytestmark = pytest.mark.e2e
 
 KINDS = ["sqlite", "mysql"]
 
 
-def deploy(request: pytest.FixtureRequest, tmp_path: Path, **settings: str) -> Iterator[Deployment]:
-    return _deploy(str(request.param), tmp_path, migrate=True, **settings)
+# uvicorn takes the client's address from X-Forwarded-For when the peer is a trusted proxy, and
+# 127.0.0.1 (every test client) is one by default: these servers trust none, as for direct clients.
+DIRECT = ("--no-proxy-headers",)
+
+
+def deploy_kind(request: pytest.FixtureRequest, tmp_path: Path, **settings: str) -> Iterator[Deployment]:
+    return deploy(str(request.param), tmp_path, migrate=True, flags=DIRECT, **settings)
 
 
 # -- rows per client address ---------------------------------------------------------------------------
@@ -38,7 +43,7 @@ def deploy(request: pytest.FixtureRequest, tmp_path: Path, **settings: str) -> I
 @pytest.fixture(params=KINDS)
 def per_address(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Deployment]:
     # The default limit (60 new sessions per address per window), as a deployment has it.
-    yield from deploy(request, tmp_path, SESSION_NEW_PER_ADDRESS="60", SESSION_HANDSHAKE_WINDOW="600")
+    yield from deploy_kind(request, tmp_path, SESSION_NEW_PER_ADDRESS="60", SESSION_HANDSHAKE_WINDOW="600")
 
 
 async def test_a_hundred_fresh_connections_from_one_address_make_at_most_the_limit_of_rows(
@@ -66,7 +71,7 @@ async def test_a_hundred_fresh_connections_from_one_address_make_at_most_the_lim
 
 @pytest.fixture
 def behind_proxy(tmp_path: Path) -> Iterator[Deployment]:
-    yield from _deploy("sqlite", tmp_path, SESSION_NEW_PER_ADDRESS="3", SESSION_TRUST_PROXY="1")
+    yield from deploy("sqlite", tmp_path, flags=DIRECT, SESSION_NEW_PER_ADDRESS="3", SESSION_TRUST_PROXY="1")
 
 
 async def test_behind_a_trusted_proxy_the_first_forwarded_hop_is_the_address(behind_proxy: Deployment) -> None:
@@ -81,7 +86,7 @@ async def test_behind_a_trusted_proxy_the_first_forwarded_hop_is_the_address(beh
 
 @pytest.fixture
 def untrusted_header(tmp_path: Path) -> Iterator[Deployment]:
-    yield from _deploy("sqlite", tmp_path, SESSION_NEW_PER_ADDRESS="3")
+    yield from deploy("sqlite", tmp_path, flags=DIRECT, SESSION_NEW_PER_ADDRESS="3")
 
 
 async def test_without_a_trusted_proxy_a_forwarded_header_changes_nothing(untrusted_header: Deployment) -> None:
@@ -93,12 +98,65 @@ async def test_without_a_trusted_proxy_a_forwarded_header_changes_nothing(untrus
     assert statuses == ["created"] * 3 + ["rate_limited"]
 
 
+async def _raw_handshake(url: str, local_address: str) -> dict[str, Any]:
+    """A Socket.IO connection from ``local_address`` (raw engine.io over websocket), with ``auth: {token: ""}``."""
+    ws_url = url.replace("http://", "ws://") + "/socket.io/?EIO=4&transport=websocket"
+    async with websockets.connect(ws_url, local_addr=(local_address, 0)) as ws:
+        assert str(await ws.recv()).startswith("0{")  # engine.io open
+        await ws.send('40{"token":""}')  # Socket.IO connect to "/", with auth
+        while True:
+            frame = str(await asyncio.wait_for(ws.recv(), 5))
+            if frame.startswith('42["gotToken",'):
+                return dict(json.loads(frame[2:])[1])
+
+
+@pytest.fixture
+def two_peers(tmp_path: Path) -> Iterator[Deployment]:
+    yield from deploy("sqlite", tmp_path, flags=DIRECT, SESSION_NEW_PER_ADDRESS="2")
+
+
+async def test_each_client_address_has_a_budget_of_its_own(two_peers: Deployment) -> None:
+    """python-engineio's environ says 127.0.0.1 for every ASGI client: the peer comes from the ASGI scope."""
+    first = [(await _raw_handshake(two_peers.server.url, "127.0.0.1"))["status"] for _ in range(3)]
+    second = [(await _raw_handshake(two_peers.server.url, "127.0.0.2"))["status"] for _ in range(3)]
+    assert first == ["created", "created", "rate_limited"]
+    assert second == ["created", "created", "rate_limited"]
+    assert await two_peers.count_rows() == 4
+
+
+@pytest.fixture
+def logout_fan_out(tmp_path: Path) -> Iterator[Deployment]:
+    yield from deploy("sqlite", tmp_path, flags=DIRECT, SESSION_NEW_PER_ADDRESS="3")
+
+
+async def test_a_logout_fanned_out_to_many_sockets_makes_no_more_rows_than_the_limit(
+    logout_fan_out: Deployment,
+) -> None:
+    """Sockets sharing one token are handed fresh sessions when it ends: those count against the address too."""
+    url = logout_fan_out.server.url
+    async with Client(url, auth={"token": ""}) as owner:
+        token = (await owner.next_token())["token"]  # new session 1 of 3
+        others = [Client(url, auth={"token": token}) for _ in range(4)]
+        for other in others:
+            await other.__aenter__()
+            assert (await other.next_token())["status"] == "resumed"  # resumes cost nothing
+        try:
+            assert await owner.call("user:logout") == {"ok": True}
+            assert (await owner.next_token())["status"] == "created"  # new session 2 of 3
+            pushed = sorted([(await other.next_token(timeout=3))["status"] for other in others])
+        finally:
+            for other in others:
+                await other.__aexit__()
+    assert pushed == ["not_found", "rate_limited", "rate_limited", "rate_limited"]  # one more, then refused
+    assert await logout_fan_out.count_rows() == 2  # the ended session is gone; two fresh ones
+
+
 # -- sessions nobody wrote -----------------------------------------------------------------------------
 
 
 @pytest.fixture(params=KINDS)
 def short_anonymous(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Deployment]:
-    yield from deploy(request, tmp_path, SESSION_ANON_TTL="2", SESSION_IDLE_TTL="600")
+    yield from deploy_kind(request, tmp_path, SESSION_ANON_TTL="2", SESSION_IDLE_TTL="600")
 
 
 async def test_a_session_never_written_expires_after_the_anonymous_ttl(short_anonymous: Deployment) -> None:
@@ -122,7 +180,7 @@ async def test_a_session_never_written_expires_after_the_anonymous_ttl(short_ano
 
 @pytest.fixture(params=KINDS)
 def bounded_writes(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Deployment]:
-    yield from deploy(request, tmp_path, SESSION_MAX_PENDING_WRITES="32")
+    yield from deploy_kind(request, tmp_path, SESSION_MAX_PENDING_WRITES="32")
 
 
 async def test_a_flood_of_writes_on_one_socket_is_bounded_and_what_was_acked_is_what_is_stored(
@@ -154,7 +212,7 @@ async def test_a_flood_of_writes_on_one_socket_is_bounded_and_what_was_acked_is_
 
 @pytest.fixture(scope="module", params=KINDS)
 def shared_device(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
-    yield from _deploy(str(request.param), tmp_path_factory.mktemp("shared-device"))
+    yield from deploy(str(request.param), tmp_path_factory.mktemp("shared-device"))
 
 
 async def test_a_login_as_another_user_starts_from_empty_data(shared_device: Deployment) -> None:
@@ -184,7 +242,7 @@ async def test_a_login_as_another_user_starts_from_empty_data(shared_device: Dep
 
 @pytest.fixture(scope="module", params=KINDS)
 def short_idle(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
-    yield from _deploy(str(request.param), tmp_path_factory.mktemp("short-idle"), SESSION_IDLE_TTL="3")
+    yield from deploy(str(request.param), tmp_path_factory.mktemp("short-idle"), SESSION_IDLE_TTL="3")
 
 
 async def test_every_socket_holding_an_expired_session_is_told_within_two_seconds(short_idle: Deployment) -> None:
@@ -228,7 +286,7 @@ async def test_a_session_kept_alive_by_another_socket_is_not_expired(short_idle:
 
 @pytest.fixture(scope="module")
 def plain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
-    yield from _deploy("sqlite", tmp_path_factory.mktemp("plain"))
+    yield from deploy("sqlite", tmp_path_factory.mktemp("plain"))
 
 
 async def test_a_packet_nested_too_deep_is_refused_by_name_with_one_log_line(plain: Deployment) -> None:
@@ -247,7 +305,7 @@ async def test_a_packet_nested_too_deep_is_refused_by_name_with_one_log_line(pla
     await asyncio.sleep(0.2)
     log = plain.server.log()
     assert "Traceback" not in log
-    assert log.count("nested too deep") == 2  # one line per packet
+    assert log.count("nested too deep") == 1  # the first at once; a flood adds a line a minute, not one each
 
 
 # -- the embedded store is bounded too --------------------------------------------------------------------
@@ -264,25 +322,12 @@ def _health(url: str) -> tuple[int, float]:
 
 @pytest.fixture
 def embedded(tmp_path: Path) -> Iterator[Deployment]:
-    yield from _deploy("sqlite", tmp_path)
+    yield from deploy("sqlite", tmp_path)
 
 
 async def test_a_sqlite_file_locked_by_another_process_gives_bounded_answers(embedded: Deployment) -> None:
     path = embedded.env["SESSION_STORE_URL"].removeprefix("sqlite:///")
-    locked, release = threading.Event(), threading.Event()
-
-    def hold_the_lock() -> None:  # another process's writer, as far as SQLite can tell
-        db = sqlite3.connect(path, isolation_level=None)
-        db.execute("BEGIN EXCLUSIVE")
-        locked.set()
-        release.wait(20)
-        db.execute("ROLLBACK")
-        db.close()
-
-    holder = threading.Thread(target=hold_the_lock)
-    holder.start()
-    try:
-        assert locked.wait(5)
+    with locked_by_another_process(path):
         async with Client(embedded.server.url) as client:
             for _ in range(3):
                 started = time.monotonic()
@@ -291,9 +336,6 @@ async def test_a_sqlite_file_locked_by_another_process_gives_bounded_answers(emb
                 assert time.monotonic() - started < 2.0
         status, took = await asyncio.to_thread(_health, embedded.server.url)
         assert (status, took < 2.0) == (503, True)
-    finally:
-        release.set()
-        holder.join()
     assert (await asyncio.to_thread(_health, embedded.server.url))[0] == 200
     async with Client(embedded.server.url) as client:
         assert (await client.get_token(""))["status"] == "created"
@@ -304,7 +346,7 @@ async def test_a_sqlite_file_locked_by_another_process_gives_bounded_answers(emb
 
 @pytest.fixture(params=KINDS)
 def reserved_table(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Deployment]:
-    yield from deploy(request, tmp_path, SESSION_TABLE="order")
+    yield from deploy_kind(request, tmp_path, SESSION_TABLE="order")
 
 
 async def test_a_table_named_with_a_reserved_word_works(reserved_table: Deployment) -> None:
@@ -325,7 +367,7 @@ async def test_logs_name_users_by_a_keyed_hash_and_hold_no_engine_io_sid(plain: 
     import hashlib
 
     user = "erin-the-user"
-    async with Client(plain.server.url, transports=("polling",)) as client:
+    async with Client(plain.server.url, transports=("polling", "websocket")) as client:  # polls, then upgrades
         await client.get_token("")
         sid = client.sio.eio.sid
         assert await client.call("user:login", {"userId": user}) == {"ok": True}
@@ -333,7 +375,7 @@ async def test_logs_name_users_by_a_keyed_hash_and_hold_no_engine_io_sid(plain: 
         assert (await client.call("user:endAllSessions"))["ok"] is True
     await asyncio.sleep(0.2)
     log = plain.server.log()
-    assert "sid=<hidden>" in log  # the polling requests were logged, without their sid
+    assert "sid=<hidden>" in log  # the polling requests and the upgrade were logged, without their sid
     assert sid not in log
     assert user not in log
     assert hashlib.sha256(user.encode()).hexdigest()[:12] not in log
@@ -346,7 +388,7 @@ async def test_logs_name_users_by_a_keyed_hash_and_hold_no_engine_io_sid(plain: 
 
 @pytest.fixture(params=KINDS)
 def capped(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Deployment]:
-    yield from deploy(request, tmp_path, SESSION_MAX_PER_USER="3")
+    yield from deploy_kind(request, tmp_path, SESSION_MAX_PER_USER="3")
 
 
 async def test_a_login_beyond_the_cap_ends_the_least_recently_seen_session(capped: Deployment) -> None:

@@ -12,8 +12,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.e2e.conftest import Deployment, _deploy
 from tests.support.client import Client
+from tests.support.deployment import Deployment, deploy
 from tests.support.stores import mysql_url
 from tests.support.tcp_proxy import TcpProxy
 
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(params=["sqlite", "mysql"])
 def short_lived(request: pytest.FixtureRequest, tmp_path: Path) -> object:
-    yield from _deploy(str(request.param), tmp_path, SESSION_IDLE_TTL="1", SESSION_ABSOLUTE_TTL="60")
+    yield from deploy(str(request.param), tmp_path, SESSION_IDLE_TTL="1", SESSION_ABSOLUTE_TTL="60")
 
 
 async def test_an_expired_session_gets_a_new_token_and_loses_its_data(short_lived: Deployment) -> None:
@@ -41,7 +41,7 @@ async def test_an_expired_session_gets_a_new_token_and_loses_its_data(short_live
 
 @pytest.fixture(params=["sqlite", "mysql"])
 def restartable(request: pytest.FixtureRequest, tmp_path: Path) -> object:
-    yield from _deploy(str(request.param), tmp_path)
+    yield from deploy(str(request.param), tmp_path)
 
 
 async def test_a_session_survives_a_server_restart(restartable: Deployment) -> None:
@@ -59,7 +59,7 @@ async def behind_proxy(tmp_path: Path) -> object:
     target = urlsplit(mysql_url())
     proxy = await TcpProxy(target.hostname or "127.0.0.1", target.port or 3306).start()
     proxied = mysql_url().replace(f"{target.hostname}:{target.port}", f"127.0.0.1:{proxy.port}")
-    deployments = _deploy("mysql", tmp_path, SESSION_STORE_URL=proxied)
+    deployments = deploy("mysql", tmp_path, SESSION_STORE_URL=proxied)
     # Starting uvicorn blocks; run it in a thread so the proxy (on this loop) keeps forwarding.
     deployment = await asyncio.to_thread(next, deployments)
     try:

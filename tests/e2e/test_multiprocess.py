@@ -16,8 +16,8 @@ from attrs import define
 
 from adapters.socketio.relay import sign
 from domain.token import Token
-from tests.e2e.conftest import Deployment, _deploy
 from tests.support.client import Client
+from tests.support.deployment import Deployment, deploy
 from tests.support.server import Server
 from tests.support.stores import redis_url
 
@@ -36,7 +36,7 @@ class Pair:
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
     workdir = tmp_path_factory.mktemp("pair")
-    deployments = _deploy("mysql", workdir, SOCKETIO_MESSAGE_QUEUE=redis_url(), SESSION_RELAY_KEY=RELAY_KEY)
+    deployments = deploy("mysql", workdir, SOCKETIO_MESSAGE_QUEUE=redis_url(), SESSION_RELAY_KEY=RELAY_KEY)
     a = next(deployments)
     b = Server(env=dict(a.env), log_path=workdir / "server-b.log").start()
     try:

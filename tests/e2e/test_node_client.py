@@ -20,7 +20,7 @@ import pytest
 from attrs import define, field
 
 from domain.token import Token
-from tests.e2e.conftest import Deployment
+from tests.support.deployment import Deployment
 
 pytestmark = pytest.mark.e2e
 

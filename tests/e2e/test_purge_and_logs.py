@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import Deployment, _deploy
 from tests.support.client import Client
+from tests.support.deployment import Deployment, deploy
 from tests.support.server import run_cli
 
 pytestmark = pytest.mark.e2e
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(params=["sqlite", "mysql"])
 def purging(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Deployment]:
-    yield from _deploy(
+    yield from deploy(
         str(request.param), tmp_path, SESSION_IDLE_TTL="1", SESSION_ABSOLUTE_TTL="60", SESSION_PURGE_INTERVAL="0.5"
     )
 
@@ -37,7 +37,7 @@ async def test_the_background_task_purges_expired_sessions(purging: Deployment) 
 
 @pytest.fixture(params=["sqlite", "mysql"])
 def idle(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Deployment]:
-    yield from _deploy(str(request.param), tmp_path, SESSION_IDLE_TTL="1", SESSION_PURGE_INTERVAL="0")
+    yield from deploy(str(request.param), tmp_path, SESSION_IDLE_TTL="1", SESSION_PURGE_INTERVAL="0")
 
 
 async def test_the_cli_purges_in_batches_and_keeps_live_sessions(idle: Deployment) -> None:
@@ -57,7 +57,7 @@ async def test_the_cli_purges_in_batches_and_keeps_live_sessions(idle: Deploymen
 
 @pytest.fixture
 def chatty(tmp_path: Path) -> Iterator[Deployment]:
-    yield from _deploy("mysql", tmp_path, SESSION_IDLE_TTL="1", SESSION_HANDSHAKE_LIMIT="6")
+    yield from deploy("mysql", tmp_path, SESSION_IDLE_TTL="1", SESSION_HANDSHAKE_LIMIT="6")
 
 
 async def test_a_full_run_logs_every_lifecycle_event_and_no_token(chatty: Deployment) -> None:

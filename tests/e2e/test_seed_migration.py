@@ -11,8 +11,8 @@ import pymysql
 import pytest
 
 from adapters.stores.mysql import MySQLConfig
-from tests.e2e.conftest import _deploy
 from tests.support.client import Client
+from tests.support.deployment import deploy
 from tests.support.server import run_cli, server_env
 from tests.support.stores import mysql_url
 
@@ -69,7 +69,7 @@ async def test_an_old_session_resumes_after_the_import(tmp_path: Path) -> None:
         )
         assert "imported 1 of 1 rows so far" in imported.stderr
 
-        with contextmanager(_deploy)("mysql", tmp_path, SESSION_TABLE=table) as deployment:
+        with contextmanager(deploy)("mysql", tmp_path, SESSION_TABLE=table) as deployment:
             async with Client(deployment.server.url) as client:
                 reply = await client.get_token(token)
                 assert (reply["token"], reply["errors"], reply["status"]) == (token, "", "resumed")
@@ -88,4 +88,4 @@ async def test_an_old_session_resumes_after_the_import(tmp_path: Path) -> None:
                 assert await client.call("demo:get", {"key": "visits"}) == {"ok": True, "value": 5}
     finally:
         _sql(f"DROP TABLE IF EXISTS `{old}`")
-        _sql(f"DROP TABLE IF EXISTS `{table}`")  # _deploy drops it too, unless the test failed before it ran
+        _sql(f"DROP TABLE IF EXISTS `{table}`")  # deploy drops it too, unless the test failed before it ran

@@ -12,28 +12,16 @@ from pathlib import Path
 import pytest
 import socketio
 
-from tests.e2e.conftest import _deploy
 from tests.support.client import Client
-from tests.support.server import REPO, Server, free_port, server_env
+from tests.support.deployment import deploy
+from tests.support.server import REPO, Server, free_port, run_until_exit, server_env
 from tests.support.stores import mysql_url
 
 pytestmark = pytest.mark.e2e
 
 
-def _run_server(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "uvicorn", "entrypoints.asgi:app", "--port", str(free_port())],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-
-
 def test_a_missing_mysql_table_stops_startup_and_names_the_ddl() -> None:
-    result = _run_server(server_env({"SESSION_STORE_URL": mysql_url(), "SESSION_TABLE": "never_created"}))
+    result = run_until_exit(server_env({"SESSION_STORE_URL": mysql_url(), "SESSION_TABLE": "never_created"}))
     assert result.returncode != 0
     output = result.stdout + result.stderr
     assert "table `never_created`" in output
@@ -63,7 +51,7 @@ def test_a_missing_mysql_table_stops_startup_and_names_the_ddl() -> None:
     ],
 )
 def test_a_bad_setting_stops_startup_naming_the_variable(variable: str, value: str) -> None:
-    result = _run_server(server_env({variable: value}))
+    result = run_until_exit(server_env({variable: value}))
     assert result.returncode != 0
     assert variable in result.stderr
     assert "Traceback" not in result.stderr
@@ -71,10 +59,11 @@ def test_a_bad_setting_stops_startup_naming_the_variable(variable: str, value: s
 
 async def test_the_explicit_opt_in_creates_the_table(tmp_path: Path) -> None:
     table = f"auto_migrated_{free_port()}"
-    deployments = _deploy("mysql", tmp_path, migrate=False, SESSION_TABLE=table, SESSION_AUTO_MIGRATE="1")
+    deployments = deploy("mysql", tmp_path, migrate=False, SESSION_TABLE=table, SESSION_AUTO_MIGRATE="1")
     deployment = next(deployments)
     try:
-        assert f"created table {table}" in deployment.server.log()
+        assert "created the schema: mysql " in deployment.server.log()
+        assert f"table {table} (SESSION_AUTO_MIGRATE)" in deployment.server.log()
         async with Client(deployment.server.url) as client:
             assert (await client.get_token(""))["status"] == "created"
     finally:
@@ -99,7 +88,7 @@ def _startup_output(env: dict[str, str], *, without: str = "") -> subprocess.Com
     ],
 )
 def test_a_bad_session_events_value_is_one_line_naming_the_variable(value: str, complaint: str) -> None:
-    result = _run_server(server_env({"SESSION_EVENTS": value}))
+    result = run_until_exit(server_env({"SESSION_EVENTS": value}))
     assert result.returncode != 0
     assert "SESSION_EVENTS" in result.stderr
     assert complaint in result.stderr
@@ -120,7 +109,7 @@ def test_a_wrong_mysql_password_stops_startup_with_the_servers_reason() -> None:
     credentials, host = rest.split("@", 1)
     user = credentials.split(":", 1)[0]
     wrong = f"{scheme}://{user}:Wr0ngSecret@{host}"
-    result = _run_server(server_env({"SESSION_STORE_URL": wrong}))
+    result = run_until_exit(server_env({"SESSION_STORE_URL": wrong}))
     output = result.stdout + result.stderr
     assert result.returncode != 0
     assert "cannot start:" in output
@@ -131,7 +120,7 @@ def test_a_wrong_mysql_password_stops_startup_with_the_servers_reason() -> None:
 
 def test_an_unusable_sqlite_path_stops_startup_and_the_process_exits(tmp_path: Path) -> None:
     (tmp_path / "a-directory.sqlite3").mkdir()
-    result = _run_server(server_env({"SESSION_STORE_URL": f"sqlite:///{tmp_path / 'a-directory.sqlite3'}"}))
+    result = run_until_exit(server_env({"SESSION_STORE_URL": f"sqlite:///{tmp_path / 'a-directory.sqlite3'}"}))
     output = result.stdout + result.stderr
     assert result.returncode != 0  # and it returned at all: a leaked SQLite thread would hang it
     assert "cannot start:" in output
@@ -201,7 +190,7 @@ def test_session_events_registers_the_applications_events(tmp_path: Path) -> Non
 
 def test_an_unreachable_message_queue_stops_startup_in_one_line() -> None:
     env = server_env({"SOCKETIO_MESSAGE_QUEUE": "redis://:Qu3ueSecret@127.0.0.1:1/0", "SESSION_RELAY_KEY": "k" * 32})
-    result = _run_server(env)
+    result = run_until_exit(env)
     output = result.stdout + result.stderr
     assert result.returncode != 0
     [line] = [line for line in output.splitlines() if "cannot start:" in line]
@@ -211,7 +200,7 @@ def test_an_unreachable_message_queue_stops_startup_in_one_line() -> None:
 
 
 def test_an_event_module_whose_register_takes_other_arguments_is_one_line() -> None:
-    result = _run_server(server_env({"SESSION_EVENTS": "json:loads"}))
+    result = run_until_exit(server_env({"SESSION_EVENTS": "json:loads"}))
     assert result.returncode != 0
     assert "SESSION_EVENTS: json:loads must take two arguments, (sio, sessions)" in result.stderr
     assert "Traceback" not in result.stderr

@@ -1,4 +1,4 @@
-"""A wheel that works anywhere (issue 9): built from this checkout, installed without extras into a
+"""A wheel that works anywhere: built from this checkout, installed without extras into a
 fresh virtual environment, and run from an empty folder, far from the repo.
 
 One wheel and one environment serve the whole module; each command and server runs in a folder of

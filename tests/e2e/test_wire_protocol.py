@@ -8,8 +8,8 @@ import math
 import pytest
 
 from domain.token import Token
-from tests.e2e.conftest import Deployment
 from tests.support.client import Client
+from tests.support.deployment import Deployment
 
 pytestmark = pytest.mark.e2e
 

@@ -1,4 +1,4 @@
-"""MySQL-specific behaviour of the store, against a real MariaDB (PITFALLS.md, one test per workaround)."""
+"""MySQL-specific behaviour of the store, against a real MariaDB (docs/decisions.md: one test per workaround)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pymysql
 import pytest
 
 from adapters.stores.mysql import MySQLConfig, MySQLStore, hexkey
-from adapters.stores.mysql_batch import RowWrite, batch_sql
+from adapters.stores.mysql.statements import RowWrite, batch
 from domain.expiry import ExpiryPolicy
 from domain.session import Change, Session
 from tests.support.stores import mysql_url
@@ -38,7 +38,7 @@ async def store() -> AsyncIterator[MySQLStore]:
     try:
         yield opened
     finally:
-        await opened._run(f"DROP TABLE IF EXISTS {opened.table}", (), idempotent=True)
+        await opened.connection.run(f"DROP TABLE IF EXISTS {opened.table}", (), idempotent=True)
         await opened.close()
 
 
@@ -141,7 +141,7 @@ async def test_a_deadlock_is_retried_and_the_statement_lands(
     partner.start()
     await asyncio.to_thread(ready.wait, 5)
     go.set()
-    removed = await store.remove_many([first, second])  # locks `first`, then waits on `second`
+    removed = await store.delete_many([first, second])  # locks `first`, then waits on `second`
     await asyncio.to_thread(partner.join)
     assert removed == 2
     assert store.retries >= 1
@@ -157,7 +157,7 @@ async def test_only_one_process_purges_at_a_time(store: MySQLStore) -> None:
     for _ in range(2000):
         params += [secrets.token_hex(32), expired, expired, expired + 100, expired + 1000]
     for _ in range(10):
-        await store._run(
+        await store.connection.run(
             f"INSERT INTO {store.table} (id, data, version, created, last_seen, expires, absolute_expires, user_id)"
             f" VALUES {values}",
             params,
@@ -200,7 +200,7 @@ async def test_a_merged_write_round_reads_only_its_own_rows_by_primary_key(
         RowWrite(hexkey(d), "JSON_SET(data, %s, JSON_EXTRACT(%s, '$'))", ('$."k"', "1"), later, later + 100, 65536)
         for d in live[:written]
     ]
-    plan = batch_sql(store.table, payloads)
+    plan = batch(store.sql_name, payloads)
     conn = admin()
     try:
         with conn.cursor() as cursor:

@@ -1,4 +1,4 @@
-"""How the stores name what goes wrong on day one (issue 9, point 6), in process, against a real MariaDB.
+"""How the stores name what goes wrong on day one, in process, against a real MariaDB.
 
 A wrong password, a database we may not use or nothing listening is
 StoreUnavailable in the server's own words (never the password) and is not
@@ -39,8 +39,8 @@ async def store() -> AsyncIterator[MySQLStore]:
     try:
         yield opened
     finally:
-        if await opened._columns():  # DROP TABLE IF EXISTS would warn about a table never made
-            await opened._run(f"DROP TABLE {opened.table}", (), idempotent=True)
+        if await opened.schema.columns():  # DROP TABLE IF EXISTS would warn about a table never made
+            await opened.connection.run(f"DROP TABLE {opened.table}", (), idempotent=True)
         await opened.close()
 
 
@@ -55,7 +55,7 @@ async def test_a_wrong_password_is_store_unavailable_in_the_servers_words_and_is
     assert message.startswith(f"MySQL at {c.host}:{c.port} refused: (1045) Access denied for user '{c.user}'@")
     assert password not in message
     assert store.retries == 0  # a refusal is final: retrying would only hammer the server
-    assert store._pool is None  # a failed open closed what it had made
+    assert not store.connection.opened  # a failed open closed what it had made
 
 
 @pytest.mark.mysql
@@ -82,7 +82,7 @@ async def test_nothing_listening_is_store_unavailable_with_the_reason() -> None:
 @pytest.mark.mysql
 async def test_an_unexpected_error_is_not_disguised_but_reads_as_one_line(store: MySQLStore) -> None:
     with pytest.raises(pymysql.err.ProgrammingError) as raised:
-        await store._run("SELEC 1", (), idempotent=True)
+        await store.connection.run("SELEC 1", (), idempotent=True)
     line = describe_mysql_error(raised.value)
     assert line.startswith("MySQL error 1064: You have an error in your SQL syntax")
     assert "\n" not in line
@@ -94,7 +94,7 @@ async def test_migrate_run_again_does_nothing_and_warns_nothing(store: MySQLStor
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         await store.migrate()
-        await store.check_schema()
+        await store.schema.check()
     assert [str(w.message) for w in caught] == []
 
 
@@ -104,14 +104,14 @@ async def test_create_if_not_exists_on_an_existing_table_still_makes_the_driver_
     await store.migrate()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        await store._run(f"CREATE TABLE IF NOT EXISTS {store.table} (id INT)", (), idempotent=True)
+        await store.connection.run(f"CREATE TABLE IF NOT EXISTS {store.table} (id INT)", (), idempotent=True)
     assert any("already exists" in str(w.message) for w in caught)
 
 
 @pytest.mark.mysql
 async def test_a_missing_table_points_at_migrate_and_the_ddl(store: MySQLStore) -> None:
     with pytest.raises(SchemaMissing) as raised:
-        await store.check_schema()
+        await store.schema.check()
     message = str(raised.value)
     assert f"table `{store.table}` in database `{store.config.database}` does not exist" in message
     assert "python -m entrypoints.cli migrate" in message
@@ -120,14 +120,14 @@ async def test_a_missing_table_points_at_migrate_and_the_ddl(store: MySQLStore) 
 
 @pytest.mark.mysql
 async def test_a_table_that_is_not_ours_says_what_differs_and_migrate_leaves_it_alone(store: MySQLStore) -> None:
-    await store._run(
+    await store.connection.run(
         f"CREATE TABLE {store.table} (id INT PRIMARY KEY, Data TEXT, payload TEXT, expires INT, Extra2 INT)",
         (),
         idempotent=True,
     )
     await store.migrate()  # leaves it as it is
-    assert await store._columns() == ["id", "Data", "payload", "expires", "Extra2"]
-    for attempt in (store.check_schema, store.open):
+    assert await store.schema.columns() == ["id", "Data", "payload", "expires", "Extra2"]
+    for attempt in (store.schema.check, store.open):
         with pytest.raises(SchemaMissing) as raised:
             await attempt()
         message = str(raised.value)
@@ -141,8 +141,8 @@ async def test_a_table_that_is_not_ours_says_what_differs_and_migrate_leaves_it_
 @pytest.mark.mysql
 async def test_a_table_with_our_columns_and_more_is_accepted(store: MySQLStore) -> None:
     await store.migrate()
-    await store._run(f"ALTER TABLE {store.table} ADD COLUMN note TEXT NULL", (), idempotent=True)
-    await store.check_schema()
+    await store.connection.run(f"ALTER TABLE {store.table} ADD COLUMN note TEXT NULL", (), idempotent=True)
+    await store.schema.check()
 
 
 async def test_a_failed_sqlite_open_leaves_nothing_open(tmp_path: Path) -> None:

@@ -110,3 +110,16 @@ def run_cli(env: Mapping[str, str], *args: str) -> subprocess.CompletedProcess[s
         timeout=60,
         check=False,
     )
+
+
+def run_until_exit(env: Mapping[str, str], app: str = "entrypoints.asgi:app") -> subprocess.CompletedProcess[str]:
+    """Start ``uvicorn app`` and wait for it to exit on its own (a startup that must fail), at most 30 s."""
+    return subprocess.run(
+        [sys.executable, "-m", "uvicorn", app, "--port", str(free_port())],
+        cwd=REPO,
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )

@@ -54,11 +54,11 @@ async def open_store(kind: str, workdir: Path) -> AsyncIterator[SessionStore]:
         table = f"t_{secrets.token_hex(6)}"
         mysql = MySQLStore(MySQLConfig.from_url(mysql_url(), table=table, pool_size=20))
         await mysql.migrate()
-        await mysql.check_schema()
+        await mysql.schema.check()
         try:
             yield mysql
         finally:
-            await mysql._run(f"DROP TABLE IF EXISTS {table}", (), idempotent=True)
+            await mysql.connection.run(f"DROP TABLE IF EXISTS {table}", (), idempotent=True)
             await mysql.close()
     else:  # pragma: no cover
         raise ValueError(kind)

@@ -3,17 +3,19 @@
 Payloads are plain Python values as python-socketio's client puts them on the wire: ``bytes``
 become binary attachments, NaN and the infinities become the ``NaN`` / ``Infinity`` literals
 (the client's ``json.dumps`` allows them and the server's ``json.loads`` reads them back).
-Dictionaries only have string keys, so the server receives exactly the value generated.
+Dictionaries only have string keys, so the server receives exactly the value generated
+(but for integers of more than 100 characters: see :data:`oversized_ints`).
 
 Some payloads name things that only exist while a test runs (the socket's current token, a
 token it left behind, the public id of the bystander's session): :class:`TokenRef` and
 :class:`IdRef` stand for them and the test resolves them when the example runs.
 
-Three input classes are left out of the fuzz on purpose because they hit known bugs;
-``tests/e2e/test_fuzz_wire.py`` keeps a regression test for each (see its "Bugs" section):
-user ids longer than :data:`MAX_USER_ID` characters, integers of more than 100 characters
-(:data:`MAX_INT`), and events other than ``getToken`` sent with more than one argument.
-Text is free of lone surrogates (the login case has a regression test of its own).
+Inputs the server refuses by a rule of its own are generated too, and the fuzz's model
+predicts each refusal: text with lone surrogates, which has no UTF-8 form (InvalidKey,
+InvalidValue, an ``invalid`` token), user ids longer than the stores keep
+(:data:`~domain.values.MAX_USER_ID_CHARS`, InvalidValue), integers of more than 100
+characters (InvalidValue in a write, InvalidPayload as a userId), and events sent with more
+than one argument (InvalidPayload; an ``invalid`` token for ``getToken``).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import Any, Literal
 
 from hypothesis import strategies as st
 
+from domain.values import MAX_USER_ID_CHARS
 from tests.support.strategies import json_values, keys, url_safe
 
 # -- limits ---------------------------------------------------------------------------------
@@ -41,15 +44,10 @@ WIRE_LIMIT = 100_000
 DEEPEST = 40
 """Deepest nesting generated: past the 30 levels a session value may have (domain.values)."""
 
-MAX_USER_ID = 191
-"""Longest user id generated: the MySQL column is VARCHAR(191), and a longer one is an
-InternalError after the token was already rotated (known bug, regression test kept)."""
-
 MAX_INT = 10**100 - 1
 MIN_INT = -(10**99 - 1)
-"""Integers generated, at most 100 characters as JSON: python-engineio's JSON reader refuses
-longer ones, drops the whole packet (no ack, no gotToken) and logs a traceback (known, regression
-test kept)."""
+"""The longest integers the packet reader parses: 100 characters as JSON (python-engineio's
+bound). Longer ones (:data:`oversized_ints`) reach the server as a value that is not JSON."""
 
 # -- markers resolved while the test runs ----------------------------------------------------
 
@@ -141,10 +139,11 @@ def contains_bytes(value: object) -> bool:
 
 # -- text, numbers, junk -------------------------------------------------------------------------
 
-# Everything but lone surrogates; NUL and control characters included.
-chars = st.characters(exclude_categories=["Cs"])
+# Every code point: NUL, control characters and lone surrogates included.
+chars = st.characters()
 
 EMOJI = "😀🎉👍🏽🧪𝄞🀄"
+LONE_SURROGATES = "\ud83d\udfff"  # half an emoji, and the last low surrogate
 METACHARS = "$.\"'[]*\\%"
 SQL_TEXT = (
     "' OR 1=1 -- ",
@@ -161,7 +160,10 @@ SQL_TEXT = (
 
 texts: st.SearchStrategy[str] = st.one_of(
     st.text(chars, max_size=40),
-    st.text(st.sampled_from(string.ascii_letters + string.digits + METACHARS + EMOJI + "-_ \x00\t\n"), max_size=40),
+    st.text(
+        st.sampled_from(string.ascii_letters + string.digits + METACHARS + EMOJI + LONE_SURROGATES + "-_ \x00\t\n"),
+        max_size=40,
+    ),
     st.sampled_from(SQL_TEXT),
 )
 
@@ -190,11 +192,20 @@ numbers: st.SearchStrategy[int | float] = st.one_of(
 
 not_json_numbers = st.sampled_from([math.nan, math.inf, -math.inf])
 
+oversized_ints: st.SearchStrategy[int] = st.one_of(
+    st.sampled_from([MAX_INT + 1, MIN_INT - 1]),
+    st.integers(min_value=MAX_INT + 1, max_value=10**120),
+    st.integers(min_value=-(10**120), max_value=MIN_INT - 1),
+)
+"""Integers of more than 100 characters as JSON: the server reads them as a value that is not
+JSON (adapters/socketio/packet_json.py), so a write holding one is InvalidValue."""
+
 scalars: st.SearchStrategy[Any] = st.one_of(
     st.none(),
     st.booleans(),
     numbers,
     not_json_numbers,
+    oversized_ints,
     texts,
     st.binary(max_size=64),
 )
@@ -234,6 +245,12 @@ def _objects(**fields: st.SearchStrategy[Any]) -> st.SearchStrategy[dict[str, An
 
 
 no_payload = st.sampled_from([Special.ABSENT, Special.NULL])
+
+extra_args: st.SearchStrategy[tuple[Any, ...]] = weighted(
+    (9, st.just(())),
+    (1, st.lists(junk, min_size=1, max_size=2).map(tuple)),
+)
+"""Mostly none, sometimes one or two more arguments after the payload (a malformed event)."""
 
 # -- getToken --------------------------------------------------------------------------------
 
@@ -344,6 +361,7 @@ values: st.SearchStrategy[Any] = st.one_of(
     near_the_limit,
     numbers,
     not_json_numbers,
+    oversized_ints,
     st.binary(max_size=64),
 )
 
@@ -368,8 +386,8 @@ get_payloads: st.SearchStrategy[Any] = st.one_of(
 )
 
 store_actions: st.SearchStrategy[Action] = st.one_of(
-    st.builds(Action, st.just("demo:set"), set_payloads),
-    st.builds(Action, st.just("demo:get"), get_payloads),
+    st.builds(Action, st.just("demo:set"), set_payloads, st.just("call"), extra_args),
+    st.builds(Action, st.just("demo:get"), get_payloads, st.just("call"), extra_args),
 )
 
 # -- user events ------------------------------------------------------------------------------------
@@ -378,9 +396,11 @@ USERS = ("alice", "bob", "0", "1", "😀", "' OR 1=1 -- ", "$.a")
 
 user_ids: st.SearchStrategy[Any] = st.one_of(
     st.sampled_from(USERS),
-    st.text(chars, max_size=MAX_USER_ID),
-    texts.filter(lambda t: len(t) <= MAX_USER_ID),
+    st.text(chars, max_size=MAX_USER_ID_CHARS),
+    st.text(chars, min_size=MAX_USER_ID_CHARS + 1, max_size=MAX_USER_ID_CHARS + 20),
+    texts,
     st.integers(min_value=MIN_INT, max_value=MAX_INT),
+    oversized_ints,
     st.just(""),
     st.booleans(),
     st.floats(),
@@ -399,8 +419,10 @@ session_ids: st.SearchStrategy[Any] = st.one_of(
 _any_payload = st.one_of(junk, no_payload)
 
 
-def _event(name: str, payloads: st.SearchStrategy[Any]) -> st.SearchStrategy[Action]:
-    return st.builds(functools.partial(Action, name), payloads)
+def _event(
+    name: str, payloads: st.SearchStrategy[Any], extra: st.SearchStrategy[tuple[Any, ...]] = extra_args
+) -> st.SearchStrategy[Action]:
+    return st.builds(functools.partial(Action, name, mode="call"), payloads, extra=extra)
 
 
 user_actions: st.SearchStrategy[Action] = st.one_of(
@@ -419,9 +441,14 @@ user_actions: st.SearchStrategy[Action] = st.one_of(
         st.fixed_dictionaries(
             {"token": st.builds(TokenRef, st.sampled_from(["current", "left_behind", "dead"]), st.integers(0, 20))}
         ),
+        extra=st.just(()),
     ),
-    _event("getToken", st.just({"token": ""})),
-    _event("demo:set", st.fixed_dictionaries({"key": st.just("userId"), "value": st.one_of(user_ids, values)})),
+    _event("getToken", st.just({"token": ""}), extra=st.just(())),
+    _event(
+        "demo:set",
+        st.fixed_dictionaries({"key": st.just("userId"), "value": st.one_of(user_ids, values)}),
+        extra=st.just(()),
+    ),
 )
 
 any_actions: st.SearchStrategy[Action] = st.one_of(get_token_actions, store_actions, user_actions)

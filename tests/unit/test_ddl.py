@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from adapters.stores.ddl import COLUMNS, check_columns, ddl, ddl_path
+from adapters.stores.ddl import check_columns, ddl, ddl_path
+from adapters.stores.rows import COLUMNS
 from application.errors import SchemaMissing
 from tests.support.server import REPO
 

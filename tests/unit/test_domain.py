@@ -9,7 +9,7 @@ from domain.errors import InvalidKey, InvalidValue, MalformedToken, SessionTooLa
 from domain.expiry import Deadlines, ExpiryPolicy
 from domain.session import Change, Session
 from domain.token import Token
-from domain.values import check_key, check_size, encode
+from domain.values import check_key, check_size, check_user_id, encode
 
 
 def test_a_generated_token_is_43_url_safe_characters_of_256_bits() -> None:
@@ -105,3 +105,10 @@ def test_a_session_with_a_change_counts_the_write() -> None:
     later = session.with_change(Change(sets={"b": "true"}), now=5, deadlines=policy.slide(session.deadlines, 5))
     assert (dict(later.data), later.version, later.last_seen, later.expires) == ({"a": 1, "b": True}, 1, 5, 15)
     assert dict(session.data) == {"a": 1}  # values, not mutation
+
+
+def test_a_user_id_ending_with_a_space_is_refused() -> None:
+    """MySQL's PAD SPACE collations would take 'alice ' for 'alice': one user's sessions for another's."""
+    with pytest.raises(InvalidValue):
+        check_user_id("alice ")
+    assert check_user_id(" alice") == " alice"

@@ -8,7 +8,7 @@ import pytest
 
 from adapters.stores.memory import MemoryStore
 from application.handle import SessionHandle
-from application.handshake import Handshake, Sessions
+from application.sessions import Handshake, Sessions
 from domain.expiry import ExpiryPolicy
 from tests.support.fakes import FakeClock
 
@@ -19,7 +19,8 @@ async def test_no_log_record_holds_a_token(caplog: pytest.LogCaptureFixture) -> 
     sessions = Sessions(MemoryStore(), clock, policy=ExpiryPolicy(idle_ttl=100, absolute_ttl=1000))
     tokens: list[str] = []
 
-    async def remember(result: Handshake) -> None:
+    async def remember(result: Handshake | None) -> None:
+        assert result is not None
         tokens.append(result.token.value)
 
     handle = SessionHandle(sessions, on_rebound=remember)

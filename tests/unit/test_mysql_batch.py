@@ -1,8 +1,8 @@
-"""How a group-commit batch is cut into statements (adapters/stores/mysql_batch.py)."""
+"""How a group-commit batch is cut into statements (adapters/stores/mysql/statements.py)."""
 
 from __future__ import annotations
 
-from adapters.stores.mysql_batch import NewRow, RowWrite, batch_sql, parse_versions
+from adapters.stores.mysql.statements import NewRow, RowWrite, batch, parse_versions
 
 
 def write(hexid: str, data: bool = True, max_bytes: int = 100) -> RowWrite:
@@ -12,7 +12,7 @@ def write(hexid: str, data: bool = True, max_bytes: int = 100) -> RowWrite:
 
 
 def test_a_row_written_twice_goes_in_two_rounds_and_its_writes_are_numbered_in_call_order() -> None:
-    plan = batch_sql("t", [write("aa"), write("aa"), write("bb"), write("aa", data=False), write("aa")])
+    plan = batch("t", [write("aa"), write("aa"), write("bb"), write("aa", data=False), write("aa")])
     kinds = [sql.split()[0] for sql, _ in plan.statements]
     assert kinds == ["UPDATE"] * 4 + ["SELECT"]  # aa is in four rounds (three writes and a touch)
     assert plan.write_numbers == [(1, 3), (2, 3), (1, 1), (0, 0), (3, 3)]
@@ -20,8 +20,8 @@ def test_a_row_written_twice_goes_in_two_rounds_and_its_writes_are_numbered_in_c
 
 
 def test_inserts_share_one_statement_and_read_nothing_back() -> None:
-    rows = [NewRow((h, "{}", 0, 1.0, 1.0, 2.0, 3.0, None)) for h in ("aa", "bb", "cc")]
-    plan = batch_sql("t", rows)
+    rows = [NewRow(h, ("{}", 0, 1.0, 1.0, 2.0, 3.0, None)) for h in ("aa", "bb", "cc")]
+    plan = batch("t", rows)
     assert [sql.split()[0] for sql, _ in plan.statements] == ["INSERT"]
     assert len(plan.statements[0][1]) == 3 * 8
     assert plan.write_numbers == [(0, 0)] * 3
@@ -29,7 +29,7 @@ def test_inserts_share_one_statement_and_read_nothing_back() -> None:
 
 
 def test_one_round_with_different_size_limits_checks_each_row_against_its_own() -> None:
-    sql, params = batch_sql("t", [write("aa", max_bytes=10), write("bb", max_bytes=20)]).statements[0]
+    sql, params = batch("t", [write("aa", max_bytes=10), write("bb", max_bytes=20)]).statements[0]
     assert "LENGTH(data) <= CASE id WHEN UNHEX(%s) THEN %s WHEN UNHEX(%s) THEN %s END" in sql
     assert sql.count("%s") == len(params)
 

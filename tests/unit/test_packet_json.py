@@ -42,5 +42,5 @@ def test_a_payload_nested_too_deep_reads_as_its_event_and_one_refusable_value(
     assert isinstance(parsed[-1], packet_json.TooDeep)
     with pytest.raises(InvalidValue):
         encode(parsed[-1])
-    assert [r.levelname for r in caplog.records] == ["WARNING"]  # one line per packet, no traceback
-    assert caplog.records[0].exc_info is None
+    # At most a WARNING line (one a minute: tests/unit/test_relay_and_access_log.py), never a traceback.
+    assert all(r.levelname == "WARNING" and r.exc_info is None for r in caplog.records)

@@ -6,10 +6,10 @@ import re
 
 import pytest
 
+from adapters.socketio.transport import client_address
 from adapters.stores.memory import MemoryStore
 from application.errors import SchemaMissing, StoreUnavailable
 from application.handle import SessionHandle
-from application.handshake import Sessions
 from application.protocol import (
     CLIENT_ERRORS,
     ERROR_NAMES,
@@ -20,6 +20,7 @@ from application.protocol import (
     internal_error_reply,
     presented_token,
 )
+from application.sessions import Sessions
 from domain.errors import SessionError
 from tests.support.fakes import FakeClock
 from tests.support.server import REPO
@@ -98,3 +99,26 @@ def test_the_documented_error_names_are_exactly_the_ones_clients_can_receive() -
 
 def test_a_table_gone_while_serving_reaches_clients_as_the_store_being_unavailable() -> None:
     assert error_reply(SchemaMissing("table `t` does not exist ...")) == {"ok": False, "error": "StoreUnavailable"}
+
+
+def test_the_client_address_is_the_peer_from_the_asgi_scope_not_engineios_environ() -> None:
+    environ = {"REMOTE_ADDR": "127.0.0.1", "asgi.scope": {"client": ("203.0.113.7", 51000)}}
+    assert client_address(environ) == "203.0.113.7"
+    forwarded = {**environ, "HTTP_X_FORWARDED_FOR": "198.51.100.1, 10.0.0.1"}
+    assert client_address(forwarded) == "203.0.113.7"  # the header counts only behind a trusted proxy
+    assert client_address(forwarded, trust_proxy=True) == "198.51.100.1"
+    junk = {**environ, "HTTP_X_FORWARDED_FOR": "x" * 5000}
+    assert client_address(junk, trust_proxy=True) == "203.0.113.7"  # not an address: the peer counts
+    v6 = {"asgi.scope": {"client": ("2001:db8:1:2:aaaa:bbbb:cccc:dddd", 1)}}
+    assert client_address(v6) == "2001:db8:1:2::/64"  # one client's /64 is one address
+
+
+def test_the_address_limiter_forgets_addresses_once_their_window_is_over() -> None:
+    clock = FakeClock(0.0)
+    limiter = HandshakeLimiter(1, 10, now=clock.now)
+    for n in range(1000):
+        assert limiter.allow(f"10.0.{n // 256}.{n % 256}")
+    assert len(limiter) == 1000
+    clock.advance(10)
+    assert limiter.allow("10.9.9.9")
+    assert len(limiter) == 1

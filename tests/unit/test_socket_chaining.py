@@ -16,7 +16,7 @@ from adapters.socketio import SocketSessions
 from adapters.socketio.chaining import HandlerConflict
 from adapters.stores.memory import MemoryStore
 from application.errors import SessionNotReady
-from application.handshake import Sessions
+from application.sessions import Sessions
 from tests.support.fakes import FakeClock
 
 ENVIRON: dict[str, Any] = {"REMOTE_ADDR": "127.0.0.1"}

@@ -10,7 +10,7 @@ import pytest
 from adapters.stores.memory import MemoryStore
 from application.errors import SessionEnded, SessionKeyMissing, SessionNotReady, TooManyRequests
 from application.handle import SessionHandle
-from application.handshake import Handshake, Sessions, Status
+from application.sessions import Handshake, Sessions, Status
 from application.user_sessions import list_user_sessions
 from domain.errors import InvalidKey, InvalidValue, SessionTooLarge
 from domain.expiry import ExpiryPolicy
@@ -155,7 +155,8 @@ async def test_regenerate_moves_the_data_to_a_new_token_and_kills_the_old(
 ) -> None:
     announced: list[Handshake] = []
 
-    async def announce(result: Handshake) -> None:
+    async def announce(result: Handshake | None) -> None:
+        assert result is not None
         announced.append(result)
 
     handle = SessionHandle(sessions, on_rebound=announce)
@@ -259,7 +260,8 @@ async def test_get_never_serves_the_view_of_an_expired_session(sessions: Session
 async def test_an_expired_handle_is_rebound_and_told_once(sessions: Sessions, clock: FakeClock) -> None:
     told: list[Handshake] = []
 
-    async def rebound(result: Handshake) -> None:
+    async def rebound(result: Handshake | None) -> None:
+        assert result is not None
         told.append(result)
 
     handle = SessionHandle(sessions, on_rebound=rebound)
@@ -308,3 +310,60 @@ async def test_a_login_past_the_cap_ends_the_least_recently_seen_other_session(
     assert len(listed) == 2
     assert devices[0].token.digest not in store.sessions
     assert {devices[1].token.digest, devices[2].token.digest} <= set(store.sessions)
+
+
+async def test_an_expiry_found_first_by_an_event_is_still_pushed(sessions: Sessions, clock: FakeClock) -> None:
+    told: list[Handshake | None] = []
+
+    async def rebound(result: Handshake | None) -> None:
+        told.append(result)
+
+    handle = SessionHandle(sessions, on_rebound=rebound)
+    await handle.handshake("")
+    await handle.set("cart", ["tea"])
+    clock.advance(100)
+    assert await handle.refresh() is False  # a guarded event got there first: the handle is ended
+    assert await handle.expire_if_due() is True  # and the socket is still told
+    assert [r.status for r in told if r is not None] == [Status.EXPIRED]
+
+
+async def test_a_fresh_session_refused_by_admission_leaves_the_handle_without_one(
+    sessions: Sessions, clock: FakeClock
+) -> None:
+    told: list[Handshake | None] = []
+
+    async def rebound(result: Handshake | None) -> None:
+        told.append(result)
+
+    handle = SessionHandle(sessions, on_rebound=rebound, admit=lambda: len(told) == 0 and not handle.bound)
+    await handle.handshake("")
+    assert await handle.destroy() is None  # no second new session for this client
+    assert told == [None]  # the transport tells the client: Too Many Requests
+    assert not handle.bound
+
+
+async def test_a_bare_regenerate_keeps_an_anonymous_session_anonymous(store: MemoryStore, clock: FakeClock) -> None:
+    sessions = Sessions(store, clock, policy=ExpiryPolicy(idle_ttl=1000, absolute_ttl=10_000, anon_ttl=10))
+    handle = await opened(sessions)
+    clock.advance(5)
+    await handle.regenerate()
+    assert handle.expires == clock.current + 10  # the anonymous window, not the idle one
+    await handle.set("k", 1)
+    assert handle.expires == clock.current + 1000
+
+
+async def test_a_listener_that_fails_does_not_keep_the_others_from_hearing(sessions: Sessions) -> None:
+    heard: list[frozenset[bytes]] = []
+
+    class Broken:
+        async def sessions_ended(self, digests: frozenset[bytes]) -> None:
+            raise RuntimeError("boom")
+
+    class Relay:
+        async def sessions_ended(self, digests: frozenset[bytes]) -> None:
+            heard.append(digests)
+
+    sessions.subscribe(Broken())
+    sessions.subscribe(Relay())
+    await sessions.announce_ended({b"x" * 32})
+    assert heard == [frozenset({b"x" * 32})]

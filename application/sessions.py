@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import hashlib
 import hmac
@@ -83,9 +84,15 @@ class Sessions:
         ended = frozenset(digests)
         if not ended:
             return
-        for listener in list(self.listeners):
-            if listener is not source:
-                await listener.sessions_ended(ended)
+        # Each listener is told whatever another one does: a transport that fails to rebind
+        # one socket must not keep the relay from telling the other processes.
+        outcomes = await asyncio.gather(
+            *(listener.sessions_ended(ended) for listener in list(self.listeners) if listener is not source),
+            return_exceptions=True,
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, Exception):
+                log.error("a listener failed to hear of ended sessions", exc_info=outcome)
 
     async def handshake(self, presented: object, *, admit: Admission | None = None) -> Handshake:
         """Resume the session of ``presented``, or open a new one and say why.
@@ -126,7 +133,7 @@ class Sessions:
         if found is None:
             return Status.NOT_FOUND
         if self.policy.is_expired(found.deadlines, now):
-            await self.store.remove(token.digest)
+            await self.store.delete(token.digest)
             return Status.EXPIRED
         anonymous = found.anonymous
         if self.policy.wants_touch(found.deadlines, now, anonymous=anonymous):

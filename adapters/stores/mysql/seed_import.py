@@ -28,7 +28,9 @@ import pymysql
 from attrs import define, frozen
 
 from adapters.stores.ddl import check_table_name
-from adapters.stores.mysql import MySQLStore, hexkey
+from adapters.stores.mysql.statements import hexkey, select_existing
+from adapters.stores.mysql.store import MySQLStore
+from adapters.stores.rows import COLUMNS
 from application.errors import SchemaMissing
 from domain.errors import InvalidValue, MalformedToken
 from domain.token import Token
@@ -212,7 +214,7 @@ class SeedImporter:
         self.report = ImportReport()
 
     async def run(self) -> ImportReport:
-        await self.store.check_schema()  # SchemaMissing, with the usual message, if ours is not there
+        await self.store.schema.check()  # SchemaMissing, with the usual message, if ours is not there
         after = await self._key_comparison()
         last: object = None
         try:
@@ -243,7 +245,7 @@ class SeedImporter:
         the bound key is converted to the column's charset and collation (which
         also keeps the primary key usable for the range).
         """
-        outcome = await self.store._run(
+        outcome = await self.store.connection.run(
             "SELECT COLUMN_NAME, CHARACTER_SET_NAME, COLLATION_NAME FROM information_schema.COLUMNS"
             " WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s",
             (self.source,),
@@ -278,7 +280,7 @@ class SeedImporter:
             # Bytes cannot be bound through aiomysql 0.3.2 (see hexkey): a binary key goes as hex.
             params.append(bytes(last).hex() if isinstance(last, bytes | bytearray) else last)
         try:
-            outcome = await self.store._run(
+            outcome = await self.store.connection.run(
                 f"SELECT `sessionId`, `expires`, `data` FROM `{self.source}`{where} ORDER BY `sessionId` LIMIT %s",
                 (*params, self.batch),
                 idempotent=True,
@@ -322,16 +324,14 @@ class SeedImporter:
         pool's connections set CLIENT.FOUND_ROWS, with which a row skipped by
         ``ON DUPLICATE KEY UPDATE id = id`` counts 1, exactly like a row inserted.
         """
-        outcome = await self.store._run(
-            f"SELECT LOWER(HEX(id)) FROM {self.store.sql_name} WHERE id IN ({', '.join(['UNHEX(%s)'] * len(keys))})",
-            keys,
-            idempotent=True,
+        outcome = await self.store.connection.run(
+            select_existing(self.store.sql_name, len(keys)), keys, idempotent=True
         )
         return {str(row[0]) for row in outcome.rows}
 
     async def _insert(self, rows: Sequence[Converted]) -> None:
         # One multi-row statement, built here: aiomysql's executemany breaks on
-        # INSERT ... ON DUPLICATE KEY UPDATE (PITFALLS.md). The no-op update
+        # INSERT ... ON DUPLICATE KEY UPDATE (docs/decisions.md, executemany). The no-op update
         # leaves a row that appeared since _present (another import running at
         # the same time) exactly as it is; unlike INSERT IGNORE it turns no
         # other error into a warning. Repeating it is harmless, so a lost
@@ -340,10 +340,12 @@ class SeedImporter:
         values: list[object] = []
         for row in rows:
             values += [row.hex_id, row.data, self.now, self.now, row.expires, absolute, row.user_id]
-        placeholders = ", ".join(["(UNHEX(%s), %s, 0, %s, %s, %s, %s, %s)"] * len(rows))
-        columns = "id, data, version, created, last_seen, expires, absolute_expires, user_id"
-        await self.store._run(
-            f"INSERT INTO {self.store.sql_name} ({columns}) VALUES {placeholders} ON DUPLICATE KEY UPDATE id = id",
+        # Version 1: an imported session was written (by the old package), so it is not anonymous
+        # (ExpiryPolicy.anon_ttl) and keeps the normal idle timeout.
+        placeholders = ", ".join(["(UNHEX(%s), %s, 1, %s, %s, %s, %s, %s)"] * len(rows))
+        await self.store.connection.run(
+            f"INSERT INTO {self.store.sql_name} ({', '.join(COLUMNS)}) VALUES {placeholders}"
+            " ON DUPLICATE KEY UPDATE id = id",
             values,
             idempotent=True,
         )

@@ -1,0 +1,170 @@
+"""Group commit and read coalescing for the MySQL store: operations that arrive together share a round trip.
+
+Writes: while a batch is in flight, new writes queue; when it completes,
+everything queued forms the next batch, sent as one transaction (merged into
+few statements by statements.batch). Each caller is answered only after its
+batch's COMMIT, with its own operation's outcome, so an ack still means
+stored. A write that arrives alone goes out alone, at once: batching adds no
+wait. One batch is in flight at a time (docs/decisions.md, group commit:
+more, or waiting to fill a batch, measured slower).
+
+Reads: the mirror for lookups. While one is in flight, new ones queue and go
+out together as one ``SELECT … WHERE id IN (…)``; each caller gets its row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, TypeVar
+
+import pymysql
+from attrs import define, field
+
+from adapters.stores.mysql.connection import ConnectionLost, Outcome
+from adapters.stores.mysql.statements import Payload
+
+
+@define
+class _Job:
+    payload: Payload
+    idempotent: bool
+    key: bytes  # the row it locks: batches lock rows in key order
+    done: asyncio.Future[Outcome] = field(factory=lambda: asyncio.get_running_loop().create_future())
+
+
+class GroupCommit:
+    """Coalesces row operations submitted concurrently into batches.
+
+    ``run_one`` runs one operation alone (with the connection's retries and
+    error mapping); ``run_batch`` runs several in one transaction and returns
+    their outcomes in order, raising a MySQL error for an operation the
+    server refused (nothing committed then) or :class:`ConnectionLost` when
+    the connection died.
+    """
+
+    def __init__(
+        self,
+        run_one: Callable[[Payload, bool], Awaitable[Outcome]],
+        run_batch: Callable[[list[Payload]], Awaitable[list[Outcome]]],
+        max_batch: int = 256,
+    ) -> None:
+        self._run_one = run_one
+        self._run_batch = run_batch
+        self._max_batch = max_batch
+        self._queue: list[_Job] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self.batches = 0  # how many multi-operation batches ran (for tests and benchmarks)
+
+    async def submit(self, payload: Payload, *, idempotent: bool, key: bytes) -> Outcome:
+        """Run ``payload`` in the next batch; its outcome once that batch committed.
+
+        ``key`` names the row it locks. Every batch takes its row locks in key
+        order (the order of calls is kept for equal keys), so two processes'
+        batches cannot deadlock on each other. ``idempotent``: safe to repeat
+        after a lost connection (it may have landed already).
+        """
+        job = _Job(payload, idempotent, key)
+        self._queue.append(job)
+        if self._flusher is None:
+            self._flusher = asyncio.get_running_loop().create_task(self._flush())
+        return await job.done
+
+    async def _flush(self) -> None:
+        try:
+            while self._queue:
+                batch = self._queue[: self._max_batch]
+                del self._queue[: self._max_batch]
+                await self._settle(batch)
+        finally:
+            self._flusher = None
+
+    async def _settle(self, batch: list[_Job]) -> None:
+        if len(batch) == 1:
+            await self._alone(batch[0])
+            return
+        batch.sort(key=lambda job: job.key)  # stable: same-row operations keep their order
+        try:
+            outcomes = await self._run_batch([job.payload for job in batch])
+        except ConnectionLost as exc:
+            # The COMMIT may or may not have landed: repeat only what is safe to repeat.
+            for job in batch:
+                if job.idempotent:
+                    await self._alone(job)
+                else:
+                    _fail(job, exc.error)
+            return
+        except pymysql.err.MySQLError:
+            # An operation was refused (too large, a deadlock, ...); the transaction was
+            # rolled back, so nothing of this batch is stored. Run each alone, in order,
+            # so each caller gets its own answer.
+            for job in batch:
+                await self._alone(job)
+            return
+        except BaseException as exc:
+            for job in batch:
+                _fail(job, exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        self.batches += 1
+        for job, outcome in zip(batch, outcomes, strict=True):
+            if not job.done.done():
+                job.done.set_result(outcome)
+
+    async def _alone(self, job: _Job) -> None:
+        try:
+            outcome = await self._run_one(job.payload, job.idempotent)
+        except Exception as exc:
+            _fail(job, exc)
+        else:
+            if not job.done.done():
+                job.done.set_result(outcome)
+
+
+def _fail(job: _Job, exc: BaseException) -> None:
+    if not job.done.done():
+        job.done.set_exception(exc)
+
+
+Row = TypeVar("Row")
+
+
+class ReadBatcher(Generic[Row]):
+    """``lookup`` fetches the rows of several keys at once, as a mapping key -> row."""
+
+    def __init__(self, lookup: Callable[[Sequence[bytes]], Awaitable[dict[bytes, Row]]], max_batch: int = 256) -> None:
+        self._lookup = lookup
+        self._max_batch = max_batch
+        self._waiting: dict[bytes, list[asyncio.Future[Row | None]]] = {}
+        self._reader: asyncio.Task[None] | None = None
+        self.batches = 0  # lookups of more than one key (for tests and benchmarks)
+
+    async def get(self, key: bytes) -> Row | None:
+        future: asyncio.Future[Row | None] = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(key, []).append(future)
+        if self._reader is None:
+            self._reader = asyncio.get_running_loop().create_task(self._read())
+        return await future
+
+    async def _read(self) -> None:
+        try:
+            while self._waiting:
+                keys = list(self._waiting)[: self._max_batch]
+                futures = {key: self._waiting.pop(key) for key in keys}
+                try:
+                    rows = await self._lookup(keys)
+                except Exception as exc:
+                    for waiting in futures.values():
+                        for future in waiting:
+                            if not future.done():
+                                future.set_exception(exc)
+                    continue
+                if len(keys) > 1:
+                    self.batches += 1
+                for key, waiting in futures.items():
+                    for future in waiting:
+                        if not future.done():
+                            future.set_result(rows.get(key))
+        finally:
+            self._reader = None

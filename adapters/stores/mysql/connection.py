@@ -1,0 +1,262 @@
+"""The MySQL connection pool: statements with bounded time, safe retries, and errors mapped by code."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import aiomysql
+import pymysql
+from attrs import frozen
+from pymysql.constants import CLIENT
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential
+
+from adapters.stores.mysql.config import MySQLConfig
+from adapters.stores.mysql.errors import (
+    CONNECTION_LOST,
+    NOT_SENT,
+    ROLLED_BACK,
+    SHUTTING_DOWN,
+    error_code,
+    store_error,
+    unavailable,
+)
+from application.errors import StoreUnavailable
+
+log = logging.getLogger("socketio_session.mysql")
+
+
+@frozen
+class Outcome:
+    """What a statement did: rows matched (or deleted), rows read, LAST_INSERT_ID()."""
+
+    rowcount: int
+    rows: list[tuple[Any, ...]]
+    last_id: int | None
+
+
+class ConnectionLost(Exception):
+    """A transaction's connection failed; whether its COMMIT landed is unknown.
+
+    ``error`` is what the callers whose statements cannot be repeated are told.
+    """
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class Connection:
+    """An aiomysql pool with autocommit on, bounded in size and in time per operation.
+
+    Every operation (waiting for a connection and retries included) takes at
+    most ``config.operation_timeout``. Statements are retried after a deadlock
+    or a lock wait (rolled back by the server) and when they were never sent;
+    after a lost connection only when ``idempotent``, since they may have run.
+    """
+
+    def __init__(self, config: MySQLConfig) -> None:
+        self.config = config
+        self._pool: aiomysql.Pool | None = None
+        self._pool_lock = asyncio.Lock()
+        self._mariadb: bool | None = None
+        self.retries = 0  # statements retried after a deadlock, lock wait or lost connection
+
+    @property
+    def opened(self) -> bool:
+        return self._pool is not None
+
+    async def open(self) -> None:
+        """Create the pool and learn the server's flavour; a failed open closes what it made."""
+        try:
+            await self.is_mariadb()
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            await self._pool.wait_closed()
+            self._pool = None
+
+    async def is_mariadb(self) -> bool:
+        """MariaDB (True) or MySQL (False): asked once, at open, then known."""
+        if self._mariadb is None:
+            version = await self.run("SELECT VERSION()", (), idempotent=True)
+            self._mariadb = "mariadb" in str(version.rows[0][0]).lower()
+        return self._mariadb
+
+    async def _get_pool(self) -> aiomysql.Pool:
+        pool = self._pool
+        if pool is None:
+            async with self._pool_lock:
+                pool = self._pool = self._pool or await self._create_pool()
+        return pool
+
+    async def _create_pool(self) -> aiomysql.Pool:
+        c = self.config
+        try:
+            return await asyncio.wait_for(
+                aiomysql.create_pool(
+                    host=c.host,
+                    port=c.port,
+                    user=c.user,
+                    password=c.password,
+                    db=c.database,
+                    minsize=0,
+                    maxsize=c.pool_size,
+                    pool_recycle=c.recycle,
+                    connect_timeout=c.connect_timeout,
+                    charset="utf8mb4",
+                    # Pooled SELECTs must see other processes' commits: without autocommit
+                    # they read a stale snapshot (docs/decisions.md, autocommit).
+                    autocommit=True,
+                    # Affected rows = rows matched, so an UPDATE that changes nothing still says
+                    # the session exists (docs/decisions.md, FOUND_ROWS). MULTI_STATEMENTS: a
+                    # group-commit batch goes as one transaction text; safe, since every statement
+                    # is built from placeholders and a validated, quoted table name only.
+                    client_flag=CLIENT.FOUND_ROWS | CLIENT.MULTI_STATEMENTS,
+                    # Strict mode: our statements signal refusals through it (statements.py).
+                    # group_concat_max_len: a batch's version read-back is one GROUP_CONCAT,
+                    # which MySQL 8 would cut at 1,024 bytes by default.
+                    init_command=(
+                        "SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION',"
+                        f" innodb_lock_wait_timeout = {int(c.lock_wait_timeout)}, group_concat_max_len = 1048576"
+                    ),
+                ),
+                timeout=c.operation_timeout,
+            )
+        except (OSError, pymysql.err.MySQLError) as exc:
+            # Creating the pool opens no connection (minsize=0); whatever fails here fails to connect.
+            raise self._named(exc) from exc
+
+    def _named(self, exc: BaseException) -> StoreUnavailable:
+        c = self.config
+        return store_error(exc, c.where, c.operation_timeout) or unavailable(exc, c.where, c.operation_timeout)
+
+    async def _once(self, sql: str, params: Sequence[object]) -> Outcome:
+        pool = await self._get_pool()
+        conn = await pool.acquire()
+        try:
+            async with conn.cursor() as cursor:
+                await cursor.execute(sql, params)
+                rows = list(await cursor.fetchall())
+                return Outcome(cursor.rowcount, rows, cursor.lastrowid)
+        except BaseException:
+            # Whatever failed (a timeout included), this connection's state is unknown: drop it.
+            conn.close()
+            raise
+        finally:
+            pool.release(conn)
+
+    async def run(self, sql: str, params: Sequence[object], *, idempotent: bool) -> Outcome:
+        """Run one statement, retrying where that cannot apply it twice.
+
+        Raises :class:`StoreUnavailable` for the store's own failures; any
+        other MySQL error (a refusal our statement signalled, a bug) as it is.
+        """
+
+        def retryable(exc: BaseException) -> bool:
+            code = error_code(exc)
+            if code in ROLLED_BACK or code in NOT_SENT:
+                return True
+            return idempotent and code in CONNECTION_LOST
+
+        c = self.config
+        try:
+            async with asyncio.timeout(c.operation_timeout):
+                # The first attempt runs bare: tenacity's machinery costs more
+                # than the statement itself on the hot path (~70 µs, measured).
+                try:
+                    return await self._once(sql, params)
+                except (pymysql.err.MySQLError, OSError) as exc:
+                    if not retryable(exc):
+                        raise
+                    self._count_retry_of(exc)
+                async for attempt in AsyncRetrying(
+                    retry=retry_if_exception(retryable),
+                    stop=stop_after_attempt(3),
+                    wait=wait_exponential(multiplier=0.02, max=0.2),
+                    before_sleep=self._count_retry,
+                    reraise=True,
+                ):
+                    with attempt:
+                        return await self._once(sql, params)
+        except (pymysql.err.MySQLError, OSError) as exc:
+            mapped = store_error(exc, c.where, c.operation_timeout)
+            if mapped is None:
+                raise
+            raise mapped from exc
+        raise AssertionError("unreachable: tenacity either returns or reraises")
+
+    async def transaction(self, statements: Sequence[tuple[str, Sequence[object]]]) -> list[Outcome]:
+        """``statements`` between BEGIN and COMMIT, sent as one text; each one's outcome.
+
+        Raises :class:`ConnectionLost` when the connection failed (the COMMIT may
+        or may not have landed), a MySQL error when a statement was refused
+        (nothing committed), and nothing is retried here.
+        """
+        c = self.config
+        try:
+            async with asyncio.timeout(c.operation_timeout):
+                pool = await self._get_pool()
+                conn = await pool.acquire()
+                try:
+                    async with conn.cursor() as cursor:
+                        texts = [cursor.mogrify(sql, params) for sql, params in statements]
+                        await cursor.execute(";\n".join(["BEGIN", *texts, "COMMIT"]))
+                        outcomes = []
+                        for _ in statements:
+                            await cursor.nextset()
+                            rows = list(await cursor.fetchall()) if cursor.description else []
+                            outcomes.append(Outcome(cursor.rowcount, rows, cursor.lastrowid))
+                        await cursor.nextset()  # the COMMIT
+                        return outcomes
+                except BaseException:
+                    # A refused statement leaves its transaction open: it dies with the connection.
+                    conn.close()
+                    raise
+                finally:
+                    pool.release(conn)
+        except (pymysql.err.OperationalError, pymysql.err.InterfaceError) as exc:
+            code = error_code(exc)
+            if isinstance(exc, pymysql.err.InterfaceError) or code in CONNECTION_LOST or code in SHUTTING_DOWN:
+                raise ConnectionLost(unavailable(exc, c.where, c.operation_timeout)) from exc
+            raise  # refused, nothing committed: the caller runs each statement alone
+        except (TimeoutError, OSError) as exc:
+            raise ConnectionLost(unavailable(exc, c.where, c.operation_timeout)) from exc
+
+    @asynccontextmanager
+    async def dedicated(self) -> AsyncIterator[aiomysql.Cursor]:
+        """A cursor on a connection of our own for as long as needed (a purge holding a named lock).
+
+        Waiting for the connection is bounded; a failure closes the connection.
+        """
+        pool = await self._get_pool()
+        try:
+            async with asyncio.timeout(self.config.operation_timeout):
+                conn = await pool.acquire()
+        except TimeoutError as exc:
+            raise StoreUnavailable("no database connection free within the operation's time bound") from exc
+        except (pymysql.err.MySQLError, OSError) as exc:
+            raise self._named(exc) from exc
+        try:
+            async with conn.cursor() as cursor:
+                yield cursor
+        except BaseException:
+            conn.close()
+            raise
+        finally:
+            pool.release(conn)
+
+    def _count_retry(self, state: RetryCallState) -> None:
+        if state.outcome is not None and (exc := state.outcome.exception()) is not None:
+            self._count_retry_of(exc)
+
+    def _count_retry_of(self, exc: BaseException) -> None:
+        self.retries += 1
+        log.info("retrying after MySQL error %s", error_code(exc))

@@ -1,0 +1,371 @@
+"""The MySQL store's SQL, built from one description of each row operation.
+
+Every insert, write and touch is described once (:class:`NewRow`,
+:class:`RowWrite`). Alone, a description becomes one statement
+(:func:`single`); in a group-commit batch, the descriptions are merged into as
+few statements as possible (:func:`batch`), since a batch of N single-row
+statements costs MariaDB N parses and aiomysql N result packets to read in
+pure Python:
+
+    BEGIN;
+    INSERT … VALUES (…), (…), …;                       -- every new session
+    UPDATE … SET data = CASE id WHEN … END, … WHERE id IN (…);   -- one per round
+    SELECT GROUP_CONCAT(HEX(id), ':', version) …;       -- what the UPDATEs matched
+    COMMIT
+
+A round holds at most one write per row, so every write keeps its own size
+check and its own version, as if it ran alone at the batch's latest instant: a
+row written k times in one batch appears in k rounds, in the order of the
+calls.
+
+Refusals are signalled by the statement itself, so that they are told apart
+by error code (errors.py), never by message text: a key the server cannot
+address makes the JSON function return NULL, which strict mode refuses for
+the NOT NULL ``data`` column (1048); a session that would grow past its limit
+overflows ``version`` on purpose (1690). Either way the statement, and its
+whole transaction, writes nothing, however many writers race.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Sequence
+
+from attrs import frozen
+
+from adapters.stores.mysql.connection import Outcome
+from adapters.stores.rows import COLUMNS, FIELDS
+from domain.session import Change
+
+# The `version` of a session grown past its limit: BIGINT UNSIGNED out of range, error 1690.
+# Not a constant (it reads the column), so the server only evaluates it when that branch is taken.
+_TOO_LARGE = "version + 1 + 18446744073709551615"
+# One placeholder per column of a new row, the id unhexed.
+_ROW_PLACEHOLDERS = "(UNHEX(%s), " + ", ".join(["%s"] * (len(COLUMNS) - 1)) + ")"
+_ROW_COLUMNS = ", ".join(COLUMNS)
+
+
+def hexkey(digest: bytes) -> str:
+    """The digest as bound in SQL: hex, UNHEX()ed by the statement.
+
+    aiomysql 0.3.2 with PyMySQL >= 1.2.3 cannot bind bytes parameters
+    (docs/decisions.md, binary keys). tests/contract/test_store_contract.py
+    (test_binary_digests_of_every_byte_value_are_distinct_keys) fails if this
+    is replaced by raw bytes; tests/integration/test_mysql_store.py
+    (test_raw_bytes_parameters_still_break_so_digests_are_bound_as_hex) says
+    when upstream is fixed.
+    """
+    return digest.hex()
+
+
+def json_path(key: str) -> str:
+    """The JSON path of a top-level ``key``: ``$."key"``, the key written as a JSON string.
+
+    Quoting makes keys holding ``$ . [ ] * ' %`` plain names; JSON string
+    escaping covers ``"``, ``\\`` and control characters, which MariaDB
+    otherwise rejects with error 4042 (syntax error in JSON path). MariaDB
+    10.11 also rejects a quoted key that starts with ``-`` (it parses it as a
+    negative array index), so a leading ``-`` is written as ``\\u002d``, which
+    names the same member (docs/decisions.md, JSON paths).
+    tests/contract/test_store_contract.py (test_keys_with_a_leading_dash_round_trip)
+    fails if this is removed.
+    """
+    quoted = json.dumps(key, ensure_ascii=False)
+    if key.startswith("-"):
+        quoted = '"\\u002d' + quoted[2:]
+    return "$." + quoted
+
+
+@functools.cache
+def _data_sql(clear: bool, deletes: int, sets: int, compact: bool) -> str:
+    """The SQL expression of ``data`` after a change of this shape (a handful of shapes, built once)."""
+    expression = "'{}'" if clear else "data"
+    if deletes:
+        expression = f"JSON_REMOVE({expression}, {', '.join(['%s'] * deletes)})"
+    if sets:
+        # JSON_EXTRACT(?, '$') turns the bound text into a JSON value on both MariaDB and
+        # MySQL 8; MariaDB has no CAST(? AS JSON) (docs/decisions.md, JSON values).
+        pairs = ", ".join(["%s, JSON_EXTRACT(%s, '$')"] * sets)
+        expression = f"JSON_SET({expression}, {pairs})"
+    # MariaDB re-spaces what its JSON functions return; compacting keeps the stored text,
+    # and so the size limit, the same as the other stores' (docs/decisions.md, JSON size).
+    return f"JSON_COMPACT({expression})" if compact else expression
+
+
+def data_expression(change: Change, *, compact: bool) -> tuple[str, list[object]]:
+    """The SQL expression of the ``data`` column after ``change``, and its parameters."""
+    params: list[object] = [json_path(key) for key in change.deletes]
+    for key, text in change.sets.items():
+        params += (json_path(key), text)
+    return _data_sql(change.clear, len(change.deletes), len(change.sets), compact), params
+
+
+@frozen
+class NewRow:
+    """An INSERT of a new session: the hex id and the other columns' values, in ``rows.FIELDS`` order."""
+
+    hexid: str
+    values: tuple[object, ...]
+
+
+@frozen
+class RowWrite:
+    """An UPDATE of one live row at ``now``: a change to ``data`` (or none: a touch), and a later idle deadline.
+
+    ``data_sql`` is the new ``data`` as an SQL expression over ``data`` with
+    ``data_params``; None leaves the data and the version as they are.
+    """
+
+    hexid: str
+    data_sql: str | None
+    data_params: Sequence[object]
+    now: float
+    idle_deadline: float
+    max_bytes: int
+
+    @classmethod
+    def of(
+        cls, hexid: str, change: Change, *, compact: bool, now: float, idle_deadline: float, max_bytes: int
+    ) -> RowWrite:
+        data_sql, params = data_expression(change, compact=compact)
+        return cls(hexid, data_sql, params, now, idle_deadline, max_bytes)
+
+    @classmethod
+    def touch(cls, hexid: str, now: float, idle_deadline: float) -> RowWrite:
+        """Only a later idle deadline: no data, so no size to check (the limit can never be reached)."""
+        return cls(hexid, None, (), now, idle_deadline, max_bytes=2**62)
+
+
+Payload = NewRow | RowWrite
+
+
+def single(table: str, payload: Payload) -> tuple[str, list[object]]:
+    """The one statement for ``payload`` when it goes out alone."""
+    if isinstance(payload, NewRow):
+        return f"INSERT INTO {table} ({_ROW_COLUMNS}) VALUES {_ROW_PLACEHOLDERS}", [payload.hexid, *payload.values]
+    deadline = "last_seen = %s, expires = LEAST(GREATEST(expires, %s), absolute_expires)"
+    where = "WHERE id = UNHEX(%s) AND expires > %s"
+    tail: list[object] = [payload.now, payload.idle_deadline, payload.hexid, payload.now]
+    if payload.data_sql is None:
+        return f"UPDATE {table} SET {deadline} {where}", tail
+    # Left to right: `data` takes its new value, then `version` checks that value's size.
+    # LAST_INSERT_ID(expr) hands the new version back in the OK packet: no second round trip.
+    return (
+        f"UPDATE {table} SET data = {payload.data_sql},"
+        f" version = IF(LENGTH(data) <= %s, LAST_INSERT_ID(version + 1), {_TOO_LARGE}), {deadline} {where}",
+        [*payload.data_params, payload.max_bytes, *tail],
+    )
+
+
+def single_outcome(payload: Payload, outcome: Outcome) -> Outcome:
+    """A lone statement's outcome as the store reads it (the same shape as :func:`batch_outcomes`)."""
+    if isinstance(payload, RowWrite) and payload.data_sql is not None and not outcome.rowcount:
+        return Outcome(0, [], None)  # no live row: LAST_INSERT_ID() was not set by this statement
+    return outcome
+
+
+@frozen
+class BatchSQL:
+    """The batch as one statement text's parts, and how to read back what each write matched."""
+
+    statements: list[tuple[str, list[object]]]
+    # Per payload: the number of its write among the writes to its row in this batch (1-based), and
+    # how many writes that row has; (0, 0) for a touch or an insert.
+    write_numbers: list[tuple[int, int]]
+    checks_versions: bool  # the last statement is the GROUP_CONCAT read-back
+
+
+def batch(table: str, payloads: Sequence[Payload]) -> BatchSQL:
+    """The statements of a batch of ``payloads``, in their order (sorted by row)."""
+    statements: list[tuple[str, list[object]]] = []
+    rows = [p for p in payloads if isinstance(p, NewRow)]
+    if rows:
+        params: list[object] = [value for row in rows for value in (row.hexid, *row.values)]
+        values = ", ".join([_ROW_PLACEHOLDERS] * len(rows))
+        statements.append((f"INSERT INTO {table} ({_ROW_COLUMNS}) VALUES {values}", params))
+    writes = [p for p in payloads if isinstance(p, RowWrite)]
+    if not writes:
+        return BatchSQL(statements, [(0, 0)] * len(payloads), False)
+    # One instant for the whole batch, its latest: it runs after every caller's `now`, so a
+    # session that expired within the batch's spread is ended for all of its writes (never
+    # revived by an earlier `now`), and a row is either matched by every round or by none,
+    # which is what makes the versions read back below exact.
+    now = max(w.now for w in writes)
+    rounds, numbers = _rounds(payloads)
+    for round_ in rounds:
+        statements.append(_update(table, round_, now))
+    ids = sorted({w.hexid for w in writes})
+    statements.append(
+        (
+            f"SELECT GROUP_CONCAT(HEX(id), ':', version SEPARATOR ',') FROM {table} FORCE INDEX (PRIMARY)"
+            f" WHERE id IN ({', '.join(['UNHEX(%s)'] * len(ids))}) AND expires > %s",
+            [*ids, now],
+        )
+    )
+    return BatchSQL(statements, numbers, True)
+
+
+def batch_outcomes(payloads: Sequence[Payload], merged: BatchSQL, results: Sequence[Outcome]) -> list[Outcome]:
+    """Each payload's outcome in a merged batch, as if its statement had run alone."""
+    versions = parse_versions(results[-1].rows[0][0]) if merged.checks_versions else {}
+    return [_merged_outcome(p, n, versions) for p, n in zip(payloads, merged.write_numbers, strict=True)]
+
+
+def _merged_outcome(payload: Payload, number: tuple[int, int], versions: dict[str, int]) -> Outcome:
+    if isinstance(payload, NewRow):
+        return Outcome(1, [], None)  # an insert (a refused one fails the whole batch)
+    version = versions.get(payload.hexid.upper())
+    if version is None:
+        return Outcome(0, [], None)  # no live row
+    nth, of = number
+    # The row's writes in this batch took versions version-of+1 … version, in call order.
+    return Outcome(1, [], version - of + nth if of else None)
+
+
+def _rounds(payloads: Sequence[Payload]) -> tuple[list[list[RowWrite]], list[tuple[int, int]]]:
+    """Split the writes into rounds with at most one statement per row, keeping each row's order.
+
+    Also numbers each data write among its row's data writes (touches bump no version).
+    """
+    rounds: list[list[RowWrite]] = []
+    slots: dict[str, int] = {}  # rounds each row is in so far
+    counted: dict[str, int] = {}  # data writes each row has so far
+    numbered: list[tuple[str, int] | None] = []
+    for payload in payloads:
+        if not isinstance(payload, RowWrite):
+            numbered.append(None)
+            continue
+        slot = slots.get(payload.hexid, 0)
+        slots[payload.hexid] = slot + 1
+        if slot == len(rounds):
+            rounds.append([])
+        rounds[slot].append(payload)
+        if payload.data_sql is None:
+            numbered.append(None)
+        else:
+            counted[payload.hexid] = counted.get(payload.hexid, 0) + 1
+            numbered.append((payload.hexid, counted[payload.hexid]))
+    numbers = [(0, 0) if n is None else (n[1], counted[n[0]]) for n in numbered]
+    return rounds, numbers
+
+
+def _update(table: str, round_: list[RowWrite], now: float) -> tuple[str, list[object]]:
+    """One UPDATE for rows named at most once each, live at ``now``.
+
+    Left to right as in :func:`single`: ``data`` takes its new value, then
+    ``version`` checks the new size. Each row keeps its own idle deadline.
+
+    FORCE INDEX (PRIMARY): without it MariaDB 10.11 may scan the whole primary
+    index (small tables) or walk the ``expires`` index (many expired rows) for
+    ``id IN (…) AND expires > …``, locking rows the batch never writes and in no
+    key order, so two processes' batches deadlocked (1213) or waited (1205) on
+    each other. tests/integration/test_mysql_store.py checks the plan.
+    """
+    writes = [w for w in round_ if w.data_sql is not None]
+    params: list[object] = []
+    data = "data"
+    if writes:
+        data = "CASE id " + " ".join(f"WHEN UNHEX(%s) THEN {w.data_sql}" for w in writes) + " ELSE data END"
+        for w in writes:
+            params += [w.hexid, *w.data_params]
+    limits = {w.max_bytes for w in round_}
+    if len(limits) == 1:
+        limit = "%s"
+        params.append(limits.pop())
+    else:
+        limit = "CASE id " + " ".join(["WHEN UNHEX(%s) THEN %s"] * len(round_)) + " END"
+        for w in round_:
+            params += [w.hexid, w.max_bytes]
+    bump = "0"
+    if writes:
+        bump = "CASE id " + " ".join(["WHEN UNHEX(%s) THEN 1"] * len(writes)) + " ELSE 0 END"
+        params += [w.hexid for w in writes]
+    deadline = "CASE id " + " ".join(["WHEN UNHEX(%s) THEN %s"] * len(round_)) + " END"
+    for w in round_:
+        params += [w.hexid, w.idle_deadline]
+    params += [now, *(w.hexid for w in round_), now]
+    sql = (
+        f"UPDATE {table} FORCE INDEX (PRIMARY) SET data = {data},"
+        f" version = IF(LENGTH(data) <= {limit}, version + {bump}, {_TOO_LARGE}),"
+        f" expires = LEAST(GREATEST(expires, {deadline}), absolute_expires),"
+        " last_seen = %s"
+        f" WHERE id IN ({', '.join(['UNHEX(%s)'] * len(round_))}) AND expires > %s"
+    )
+    return sql, params
+
+
+def parse_versions(text: str | bytes | None) -> dict[str, int]:
+    """The GROUP_CONCAT read-back: hex id (upper case) → version, for the live rows written."""
+    if not text:
+        return {}
+    if isinstance(text, bytes):
+        text = text.decode("ascii")
+    found: dict[str, int] = {}
+    for item in text.split(","):
+        hexid, _, version = item.partition(":")
+        found[hexid] = int(version)
+    return found
+
+
+def rotation(
+    table: str,
+    old: str,
+    new: str,
+    *,
+    now: float,
+    idle_deadline: float,
+    max_bytes: int,
+    change: Change,
+    user_id: str | None,
+    compact: bool,
+) -> tuple[str, list[object]]:
+    """One UPDATE moving a live session from ``old`` to ``new`` (hex ids), with its write and owner.
+
+    The move, the write and the owner land together or not at all. A new owner
+    starts from empty data: assignments run left to right, so ``data`` and
+    ``version`` still see the old owner, and ``user_id`` is set last.
+    """
+    assignments: list[str] = ["id = UNHEX(%s)"]
+    params: list[object] = [new]
+    changes = bool(change.sets or change.deletes or change.clear)
+    if user_id is not None:
+        other_owner = "user_id IS NOT NULL AND user_id <> %s"
+        flushed, flushed_params = data_expression(
+            Change(sets=change.sets, deletes=change.deletes, clear=True), compact=compact
+        )
+        kept, kept_params = data_expression(change, compact=compact) if changes else ("data", [])
+        assignments += [
+            f"data = IF({other_owner}, {flushed}, {kept})",
+            f"version = IF(LENGTH(data) <= %s, version + IF({other_owner}, 1, %s), {_TOO_LARGE})",
+            "user_id = %s",
+        ]
+        params += [user_id, *flushed_params, *kept_params, max_bytes, user_id, int(changes), user_id]
+    elif changes:
+        expression, data_params = data_expression(change, compact=compact)
+        assignments += [f"data = {expression}", f"version = IF(LENGTH(data) <= %s, version + 1, {_TOO_LARGE})"]
+        params += [*data_params, max_bytes]
+    assignments += ["last_seen = %s", "expires = LEAST(GREATEST(expires, %s), absolute_expires)"]
+    params += [now, idle_deadline, old, now]
+    return f"UPDATE {table} SET {', '.join(assignments)} WHERE id = UNHEX(%s) AND expires > %s", params
+
+
+def select_one(table: str) -> str:
+    return f"SELECT {FIELDS} FROM {table} WHERE id = UNHEX(%s)"
+
+
+def select_many(table: str, count: int) -> str:
+    return f"SELECT id, {FIELDS} FROM {table} WHERE id IN ({', '.join(['UNHEX(%s)'] * count)})"
+
+
+def select_user(table: str) -> str:
+    return f"SELECT id, {FIELDS} FROM {table} WHERE user_id = %s AND expires > %s ORDER BY created"
+
+
+def delete_many(table: str, count: int) -> str:
+    return f"DELETE FROM {table} WHERE id IN ({', '.join(['UNHEX(%s)'] * count)})"
+
+
+def select_existing(table: str, count: int) -> str:
+    """Which of ``count`` hex ids the table holds, as lower-case hex."""
+    return f"SELECT LOWER(HEX(id)) FROM {table} WHERE id IN ({', '.join(['UNHEX(%s)'] * count)})"

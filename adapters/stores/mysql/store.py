@@ -1,0 +1,221 @@
+"""Sessions in MySQL 8 / MariaDB 10.5+: the store's port methods over a pooled connection.
+
+Each session is one row keyed by the SHA-256 of its token. A write is a single
+UPDATE that edits only the keys it names (``JSON_SET`` / ``JSON_REMOVE``), so
+writers to different keys, in any number of processes, never lose each
+other's keys, and no write revives an expired row (``expires > now`` is part of
+every WHERE clause). docs/architecture.md draws the path of a write.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Iterator, Sequence
+from contextlib import contextmanager
+
+import pymysql
+from pymysql.constants import ER
+
+from adapters.stores.ddl import check_table_name
+from adapters.stores.mysql.batching import GroupCommit, ReadBatcher
+from adapters.stores.mysql.config import MySQLConfig
+from adapters.stores.mysql.connection import Connection, Outcome
+from adapters.stores.mysql.errors import TOO_LARGE, UNADDRESSABLE_KEY, error_code
+from adapters.stores.mysql.schema import Schema
+from adapters.stores.mysql.statements import (
+    NewRow,
+    Payload,
+    RowWrite,
+    batch,
+    batch_outcomes,
+    delete_many,
+    hexkey,
+    rotation,
+    select_many,
+    select_one,
+    select_user,
+    single,
+    single_outcome,
+)
+from adapters.stores.rows import insert_values, session_from_row
+from domain.errors import InvalidKey, SessionTooLarge
+from domain.session import Change, Session
+
+
+@contextmanager
+def _refusals(max_bytes: int) -> Iterator[None]:
+    """The refusals our statements signal (statements.py), as the named errors, by error code."""
+    try:
+        yield
+    except pymysql.err.MySQLError as exc:
+        code = error_code(exc)
+        if code == UNADDRESSABLE_KEY:
+            raise InvalidKey("the session store cannot address one of these keys") from None
+        if code == TOO_LARGE:
+            raise SessionTooLarge(f"the session would exceed {max_bytes} bytes") from None
+        raise
+
+
+class MySQLStore:
+    """A :class:`application.ports.SessionStore` on MySQL or MariaDB.
+
+    >>> store = MySQLStore(MySQLConfig.from_url("mysql://app:secret@db:3306/app"))  # doctest: +SKIP
+    >>> await store.open()                                                          # doctest: +SKIP
+    """
+
+    def __init__(self, config: MySQLConfig) -> None:
+        self.config = config
+        self.table = check_table_name(config.table)
+        # Quoted in every statement: a name that validates (`order`, `select`) must work.
+        self.sql_name = f"`{self.table}`"
+        self.connection = Connection(config)
+        self.schema = Schema(self.connection, self.table, self.sql_name)
+        self.group = GroupCommit(self._run_one, self._run_batch)
+        self.reads: ReadBatcher[Session] = ReadBatcher(self._fetch_many)
+        self.merged_batches = 0  # batches sent as merged statements (for tests and benchmarks)
+
+    @property
+    def retries(self) -> int:
+        """Statements retried after a deadlock, a lock wait or a lost connection."""
+        return self.connection.retries
+
+    # -- what the composition root needs (application.ports.StoreAdmin) -----------------
+
+    def describe(self) -> str:
+        return f"mysql {self.config.where}/{self.config.database} table {self.table}"
+
+    async def open(self) -> None:
+        """Connect, learn the server's flavour and check the schema; a failed open closes the pool."""
+        try:
+            await self.connection.open()
+            await self.schema.check()
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        await self.connection.close()
+
+    async def ping(self) -> None:
+        """Raise StoreUnavailable unless the database answers."""
+        await self.connection.run("SELECT 1", (), idempotent=True)
+
+    async def migrate(self) -> None:
+        """Create the table from ``sql/mysql.sql`` unless it is there: the explicit opt-in."""
+        await self.schema.migrate()
+
+    async def check(self) -> None:
+        """Connect and verify the schema (:class:`SchemaMissing` says what is wrong)."""
+        await self.open()
+
+    # -- running row operations -----------------------------------------------------------
+
+    async def _compact(self) -> bool:
+        return await self.connection.is_mariadb()  # known since open(): no query
+
+    async def _run_one(self, payload: Payload, idempotent: bool) -> Outcome:
+        sql, params = single(self.sql_name, payload)
+        return single_outcome(payload, await self._run(sql, params, idempotent=idempotent))
+
+    async def _run_batch(self, payloads: list[Payload]) -> list[Outcome]:
+        merged = batch(self.sql_name, payloads)
+        results = await self.connection.transaction(merged.statements)
+        self.merged_batches += 1
+        return batch_outcomes(payloads, merged, results)
+
+    async def _run(self, sql: str, params: Sequence[object], *, idempotent: bool) -> Outcome:
+        try:
+            return await self.connection.run(sql, params, idempotent=idempotent)
+        except pymysql.err.ProgrammingError as exc:
+            if error_code(exc) == ER.NO_SUCH_TABLE:
+                raise self.schema.missing() from exc
+            raise
+
+    # -- the port (application.ports.SessionStore) ----------------------------------------
+
+    async def insert(self, digest: bytes, session: Session) -> None:
+        try:
+            # A retry after a lost connection can only meet our own row (digests of fresh
+            # 256-bit tokens do not collide): a duplicate means our first attempt landed.
+            await self.group.submit(NewRow(hexkey(digest), insert_values(session)), idempotent=True, key=digest)
+        except pymysql.err.IntegrityError as exc:
+            if error_code(exc) != ER.DUP_ENTRY:
+                raise
+
+    async def fetch(self, digest: bytes) -> Session | None:
+        return await self.reads.get(digest)
+
+    async def _fetch_many(self, digests: Sequence[bytes]) -> dict[bytes, Session]:
+        if len(digests) == 1:
+            rows = (await self._run(select_one(self.sql_name), (hexkey(digests[0]),), idempotent=True)).rows
+            return {digests[0]: session_from_row(rows[0])} if rows else {}
+        sql = select_many(self.sql_name, len(digests))
+        rows = (await self._run(sql, [hexkey(d) for d in digests], idempotent=True)).rows
+        return {bytes(row[0]): session_from_row(row[1:]) for row in rows}
+
+    async def write(
+        self, digest: bytes, change: Change, *, now: float, idle_deadline: float, max_bytes: int
+    ) -> int | None:
+        payload = RowWrite.of(
+            hexkey(digest),
+            change,
+            compact=await self._compact(),
+            now=now,
+            idle_deadline=idle_deadline,
+            max_bytes=max_bytes,
+        )
+        with _refusals(max_bytes):
+            # Deadlocks are retried; a connection lost mid-UPDATE is not, as the write
+            # may have landed: the caller gets StoreUnavailable, not a double write.
+            outcome = await self.group.submit(payload, idempotent=False, key=digest)
+        if outcome.rowcount and outcome.last_id is not None:
+            return outcome.last_id
+        return None  # no live session under this digest
+
+    async def touch(self, digest: bytes, *, now: float, idle_deadline: float) -> bool:
+        payload = RowWrite.touch(hexkey(digest), now, idle_deadline)
+        return (await self.group.submit(payload, idempotent=True, key=digest)).rowcount > 0
+
+    async def rotate(
+        self,
+        old: bytes,
+        new: bytes,
+        *,
+        now: float,
+        idle_deadline: float,
+        max_bytes: int,
+        change: Change | None = None,
+        user_id: str | None = None,
+    ) -> Session | None:
+        sql, params = rotation(
+            self.sql_name,
+            hexkey(old),
+            hexkey(new),
+            now=now,
+            idle_deadline=idle_deadline,
+            max_bytes=max_bytes,
+            change=change or Change(),
+            user_id=user_id,
+            compact=await self._compact(),
+        )
+        with _refusals(max_bytes):
+            # Repeating it after a lost connection is safe: the old id is gone once it landed.
+            await self._run(sql, params, idempotent=True)
+        return await self.fetch(new)
+
+    async def delete(self, digest: bytes) -> bool:
+        sql = f"DELETE FROM {self.sql_name} WHERE id = UNHEX(%s)"
+        return (await self._run(sql, (hexkey(digest),), idempotent=True)).rowcount > 0
+
+    async def delete_many(self, digests: Collection[bytes]) -> int:
+        unique = sorted(set(digests))
+        if not unique:
+            return 0
+        sql = delete_many(self.sql_name, len(unique))
+        return (await self._run(sql, [hexkey(d) for d in unique], idempotent=True)).rowcount
+
+    async def list_user(self, user_id: str, *, now: float) -> list[tuple[bytes, Session]]:
+        rows = (await self._run(select_user(self.sql_name), (user_id, now), idempotent=True)).rows
+        return [(bytes(row[0]), session_from_row(row[1:])) for row in rows]
+
+    async def purge(self, *, now: float, batch: int, on_batch: Callable[[int], None] | None = None) -> int | None:
+        return await self.schema.purge(now=now, batch=batch, on_batch=on_batch)
