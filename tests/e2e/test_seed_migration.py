@@ -13,18 +13,11 @@ import pytest
 from adapters.stores.mysql import MySQLConfig
 from tests.support.client import Client
 from tests.support.deployment import deploy
+from tests.support.seed_table import OLD_DDL
 from tests.support.server import run_cli, server_env
 from tests.support.stores import mysql_url
 
 pytestmark = pytest.mark.e2e
-
-# The old package's DDL (its README), renamed.
-OLD_DDL = """CREATE TABLE `{table}` (
-`sessionId` varchar(32) COLLATE utf8_bin NOT NULL,
-`expires` int(11) unsigned NOT NULL,
-`data` text COLLATE utf8_bin,
-PRIMARY KEY (`sessionId`)
-) ENGINE=InnoDB DEFAULT CHARSET=utf8 COLLATE=utf8_bin"""
 
 
 def _sql(statement: str, *params: object) -> None:

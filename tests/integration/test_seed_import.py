@@ -20,20 +20,13 @@ from domain.expiry import Deadlines
 from domain.session import Change, Session
 from domain.token import Token
 from entrypoints import cli
+from tests.support.seed_table import OLD_DDL
 from tests.support.stores import mysql_url
 
 pytestmark = pytest.mark.mysql
 
 ABSOLUTE_TTL = 1000.0
 MAX_BYTES = 200
-
-# The old package's DDL (its README), with the table name left open.
-OLD_DDL = """CREATE TABLE `{table}` (
-`sessionId` varchar(32) COLLATE utf8_bin NOT NULL,
-`expires` int(11) unsigned NOT NULL,
-`data` text COLLATE utf8_bin,
-PRIMARY KEY (`sessionId`)
-) ENGINE=InnoDB DEFAULT CHARSET=utf8 COLLATE=utf8_bin"""
 
 
 def old_token() -> str:

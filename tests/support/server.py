@@ -100,26 +100,23 @@ def server_env(extra: Mapping[str, str]) -> dict[str, str]:
     return env
 
 
-def run_cli(env: Mapping[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+def run_module(env: Mapping[str, str], module: str, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    """``python -m module args`` from the checkout, to its end, with its output."""
     return subprocess.run(
-        [sys.executable, "-m", "entrypoints.cli", *args],
+        [sys.executable, "-m", module, *args],
         cwd=REPO,
         env=dict(env),
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=timeout,
         check=False,
     )
+
+
+def run_cli(env: Mapping[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return run_module(env, "entrypoints.cli", *args, timeout=60)
 
 
 def run_until_exit(env: Mapping[str, str], app: str = "entrypoints.asgi:app") -> subprocess.CompletedProcess[str]:
     """Start ``uvicorn app`` and wait for it to exit on its own (a startup that must fail), at most 30 s."""
-    return subprocess.run(
-        [sys.executable, "-m", "uvicorn", app, "--port", str(free_port())],
-        cwd=REPO,
-        env=dict(env),
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    return run_module(env, "uvicorn", app, "--port", str(free_port()), timeout=30)
