@@ -29,7 +29,7 @@ from application.errors import (
     TooManyRequests,
 )
 from application.handle import SessionHandle
-from application.sessions import Admission, Handshake, Status
+from application.sessions import Handshake, Status
 from domain.errors import InvalidKey, InvalidValue, SessionError, SessionTooLarge
 
 log = logging.getLogger("socketio_session.protocol")
@@ -171,20 +171,19 @@ async def answer_handshake(
     *,
     limiter: HandshakeLimiter | None = None,
     key: str = "",
-    admit: Admission | None = None,
 ) -> Message:
     """Run a handshake for ``handle`` and return its ``gotToken`` message; never raises for the client's sake.
 
-    Past ``limiter``'s limit for ``key``, or when ``admit`` refuses a new
-    session (a limit per client address, say), the answer is "Too Many
-    Requests" and nothing is written; an unreachable store is "Session Store
+    Past ``limiter``'s limit for ``key``, or when the handle's admission
+    refuses a new session (a limit per client address, say), the answer is
+    "Too Many Requests" and nothing is written; an unreachable store is "Session Store
     Unavailable".
     """
     if limiter is not None and not limiter.allow(key):
         handle.sessions.audit("rate_limited", None)
         return rate_limited_message()
     try:
-        return token_message(await handle.handshake(presented, admit=admit))
+        return token_message(await handle.handshake(presented))
     except TooManyRequests:
         return rate_limited_message()
     except StoreUnavailable as exc:

@@ -29,6 +29,11 @@ class Change:
     deletes: tuple[str, ...] = ()
     clear: bool = False
 
+    @property
+    def empty(self) -> bool:
+        """Writes nothing: no key set or deleted, no clearing."""
+        return not (self.sets or self.deletes or self.clear)
+
     def apply(self, data: Mapping[str, JSON]) -> dict[str, JSON]:
         """``data`` with this change applied."""
         result: dict[str, JSON] = {} if self.clear else dict(data)
@@ -102,7 +107,7 @@ class Session:
         if user_id is not None and self.user_id not in (None, user_id):
             change = evolve(change or Change(), clear=True)
         moved = self
-        if change is not None and (change.sets or change.deletes or change.clear):
+        if change is not None and not change.empty:
             moved = moved.written(change, now, idle_deadline, max_bytes)
         moved = moved.touched(now, idle_deadline)
         return moved if user_id is None else evolve(moved, user_id=user_id)

@@ -83,6 +83,11 @@ class Connection:
             await self._pool.wait_closed()
             self._pool = None
 
+    @property
+    def mariadb(self) -> bool | None:
+        """MariaDB (True) or MySQL (False), once :meth:`is_mariadb` asked; None before."""
+        return self._mariadb
+
     async def is_mariadb(self) -> bool:
         """MariaDB (True) or MySQL (False): asked once, at open, then known."""
         if self._mariadb is None:

@@ -328,7 +328,7 @@ def rotation(
     """
     assignments: list[str] = ["id = UNHEX(%s)"]
     params: list[object] = [new]
-    changes = bool(change.sets or change.deletes or change.clear)
+    changes = not change.empty
     if user_id is not None:
         other_owner = "user_id IS NOT NULL AND user_id <> %s"
         flushed, flushed_params = data_expression(

@@ -110,7 +110,8 @@ class MySQLStore:
     # -- running row operations -----------------------------------------------------------
 
     async def _compact(self) -> bool:
-        return await self.connection.is_mariadb()  # known since open(): no query
+        """Whether writes compact their JSON (MariaDB); asked once, at open."""
+        return await self.connection.is_mariadb()
 
     async def _run_one(self, payload: Payload, idempotent: bool) -> Outcome:
         sql, params = single(self.sql_name, payload)
@@ -155,10 +156,12 @@ class MySQLStore:
     async def write(
         self, digest: bytes, change: Change, *, now: float, idle_deadline: float, max_bytes: int
     ) -> int | None:
+        # Known since open(): read it without a coroutine hop on the hot path.
+        compact = self.connection.mariadb
         payload = RowWrite.of(
             hexkey(digest),
             change,
-            compact=await self._compact(),
+            compact=compact if compact is not None else await self._compact(),
             now=now,
             idle_deadline=idle_deadline,
             max_bytes=max_bytes,
