@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 from typing import Protocol
 
+from domain.mailbox import Message
 from domain.session import Change, Session
 
 
@@ -93,8 +94,39 @@ class SessionStore(Protocol):
 
         Returns how many went, or None when another process is purging (only
         one purges at a time). ``on_batch`` hears the running total after each
-        full batch.
+        full batch. Messages past their own deadline go too (:class:`MailboxStore`).
         """
+        ...
+
+
+class MailboxStore(Protocol):
+    """Each session's mailbox (domain/mailbox.py), kept beside the session and ending with it.
+
+    A session's mailbox changes only with its session row locked, and the
+    session's ``last_message`` and ``waiting`` change with it, so a handshake
+    reads them with the session. Messages move with the session when it
+    rotates, end when it ends (delete, expiry, purge), and are dropped when a
+    rotation records another owner (:meth:`SessionStore.rotate`).
+    """
+
+    async def send(
+        self, digests: Collection[bytes], event: str, payload: str, *, now: float, expires: float, max_messages: int
+    ) -> dict[bytes, int]:
+        """Queue the message for every session under ``digests`` live at ``now``, in one atomic step.
+
+        Each gets the next id of its own (one more than its ``last_message``).
+        Returns the id given per digest queued; digests with no live session are
+        left out. Raises :class:`domain.mailbox.MailboxFull`, queueing nothing
+        anywhere, when one of those sessions holds ``max_messages`` already.
+        """
+        ...
+
+    async def pending(self, digest: bytes, *, now: float, after: int = 0, limit: int = 100) -> list[Message]:
+        """Up to ``limit`` messages of the session under ``digest`` after id ``after``, unexpired at ``now``, by id."""
+        ...
+
+    async def ack(self, digest: bytes, ids: Collection[int]) -> int:
+        """Remove the messages ``ids`` from the mailbox of the session under ``digest``; how many were there."""
         ...
 
 
@@ -132,8 +164,8 @@ class StoreAdmin(Protocol):
         ...
 
 
-class Store(SessionStore, StoreAdmin, Protocol):
-    """What a concrete store adapter is: the port the use cases call, and the admin side."""
+class Store(SessionStore, MailboxStore, StoreAdmin, Protocol):
+    """What a concrete store adapter is: the ports the use cases call, and the admin side."""
 
 
 class EndedListener(Protocol):

@@ -22,6 +22,7 @@ from tempfile import TemporaryDirectory
 
 import pymysql
 
+from adapters.stores.ddl import drop_tables
 from adapters.stores.mysql import MySQLConfig
 from tests.support.client import Client
 from tests.support.server import REPO, Server, run_cli, server_env
@@ -149,7 +150,7 @@ async def run_once(rows: int, clients: int, workdir: Path) -> dict[str, float]:
         server.stop()
         conn = connect()
         with conn.cursor() as cursor:
-            cursor.execute(f"DROP TABLE IF EXISTS {table}")
+            cursor.execute(drop_tables(table))
         conn.close()
 
 

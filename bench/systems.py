@@ -16,6 +16,7 @@ from typing import Any
 
 import pymysql
 
+from adapters.stores.ddl import drop_tables
 from adapters.stores.mysql import MySQLConfig
 from bench.procstat import pid_of
 from tests.support.server import REPO, Server, run_cli, server_env
@@ -83,7 +84,7 @@ class Database:
             raise RuntimeError(f"migrate {table} failed: {result.stderr or result.stdout}")
 
     def drop(self, table: str) -> None:
-        self.query(f"DROP TABLE IF EXISTS {table}")
+        self.query(drop_tables(table))
 
     def count(self, table: str) -> int:
         return int(self.query(f"SELECT COUNT(*) FROM {table}")[0][0])

@@ -49,7 +49,10 @@ class Session:
     """What the store holds for one token (keyed by the token's digest).
 
     ``version`` counts the writes the session has seen; ``user_id`` is the
-    owner the application recorded on login, if any.
+    owner the application recorded on login, if any. ``last_message`` is the id
+    of the newest message ever sent to its mailbox and ``waiting`` how many
+    messages the mailbox holds (domain/mailbox.py): kept on the session so that
+    a handshake knows without another query whether there is anything to replay.
     """
 
     data: Mapping[str, JSON] = field(converter=_freeze)
@@ -58,6 +61,8 @@ class Session:
     last_seen: float
     version: int = 0
     user_id: str | None = None
+    last_message: int = 0
+    waiting: int = 0
 
     @property
     def expires(self) -> float:
@@ -101,13 +106,23 @@ class Session:
         """What moves to a new token on rotation: touched, ``change`` written, ``user_id`` recorded.
 
         A new owner (``user_id`` differs from one already recorded) starts from
-        empty data: the session is cleared before ``change`` applies, and that
-        counts as a write. Raises :class:`SessionTooLarge` past ``max_bytes``.
+        empty data and an empty mailbox: the session is cleared before
+        ``change`` applies, and that counts as a write; the messages were the
+        previous owner's. Raises :class:`SessionTooLarge` past ``max_bytes``.
         """
+        moved = self
         if user_id is not None and self.user_id not in (None, user_id):
             change = evolve(change or Change(), clear=True)
-        moved = self
+            moved = evolve(moved, waiting=0)
         if change is not None and not change.empty:
             moved = moved.written(change, now, idle_deadline, max_bytes)
         moved = moved.touched(now, idle_deadline)
         return moved if user_id is None else evolve(moved, user_id=user_id)
+
+    def queued(self) -> Session:
+        """One more message in the mailbox, under the next id (``last_message`` afterwards)."""
+        return evolve(self, last_message=self.last_message + 1, waiting=self.waiting + 1)
+
+    def acked(self, count: int) -> Session:
+        """``count`` messages left the mailbox (acknowledged or dropped)."""
+        return evolve(self, waiting=max(0, self.waiting - count))

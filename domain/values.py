@@ -26,12 +26,12 @@ def check_key(key: object) -> str:
         raise InvalidKey("a session key is a non-empty string")
     if len(key) > MAX_KEY_CHARS:
         raise InvalidKey(f"a session key has at most {MAX_KEY_CHARS} characters")
-    if "\x00" in key or _has_surrogate(key):
+    if "\x00" in key or has_surrogate(key):
         raise InvalidKey("a session key cannot contain NUL or lone surrogates")
     return key
 
 
-def _has_surrogate(text: str) -> bool:
+def has_surrogate(text: str) -> bool:
     """True if ``text`` holds a lone surrogate (it then cannot be UTF-8)."""
     if text.isascii():
         return False
@@ -49,7 +49,7 @@ def check_user_id(user_id: object) -> str:
     """``user_id`` if the stores can keep and index it, else :class:`InvalidValue`."""
     if not isinstance(user_id, str) or not user_id or len(user_id) > MAX_USER_ID_CHARS:
         raise InvalidValue(f"a user id is a string of 1 to {MAX_USER_ID_CHARS} characters")
-    if "\x00" in user_id or _has_surrogate(user_id):
+    if "\x00" in user_id or has_surrogate(user_id):
         raise InvalidValue("a user id cannot contain NUL or lone surrogates")
     if user_id.endswith(" "):
         # MySQL's PAD SPACE collations (utf8mb4_bin included) compare 'alice' and 'alice '

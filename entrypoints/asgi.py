@@ -19,7 +19,14 @@ import socketio
 
 from adapters.socketio import SocketSessions, packet_json
 from entrypoints.access_log import hide_sids_in_access_log
-from entrypoints.bootstrap import build_lifecycle, build_sessions, build_socket_sessions, build_store, tune_gc
+from entrypoints.bootstrap import (
+    build_lifecycle,
+    build_mail,
+    build_sessions,
+    build_socket_sessions,
+    build_store,
+    tune_gc,
+)
 from entrypoints.demo import register_demo_events
 from entrypoints.extras import REDIS_EXTRA, MissingExtra, require_module
 from entrypoints.http import http_app
@@ -78,6 +85,7 @@ def create_app(settings: Settings, register: Register | Iterable[Register] = ())
             raise ConfigError(str(exc)) from None
     store = build_store(settings)
     sessions = build_sessions(settings, store)
+    mail = build_mail(settings, store, sessions)
     manager = socketio.AsyncRedisManager(settings.socketio_message_queue) if settings.socketio_message_queue else None
     sio = socketio.AsyncServer(
         async_mode="asgi",
@@ -87,13 +95,13 @@ def create_app(settings: Settings, register: Register | Iterable[Register] = ())
         max_http_buffer_size=2 * settings.session_max_bytes + 4096,
         json=packet_json,
     )
-    transport = build_socket_sessions(settings, sio, sessions)
+    transport = build_socket_sessions(settings, sio, sessions, mail)
     if settings.session_demo:
         log.warning(DEMO_WARNING)
         register_demo_events(sio, transport)
     for registrar in registrars:
         registrar(sio, transport)
-    lifecycle = build_lifecycle(settings, store, sessions, [transport])
+    lifecycle = build_lifecycle(settings, store, sessions, [transport], mail)
     if settings.session_gc_tuning:
         lifecycle.after_startup = tune_gc
     return socketio.ASGIApp(

@@ -13,9 +13,11 @@ from adapters.socketio import SocketSessions
 from adapters.stores.mysql import MySQLConfig, MySQLStore
 from adapters.stores.sqlite import SQLiteStore, path_from_url
 from application.errors import SchemaMissing
+from application.mailbox import Mailboxes
 from application.ports import Store
 from application.sessions import Sessions
 from domain.expiry import ExpiryPolicy
+from domain.mailbox import MailboxPolicy
 from entrypoints.lifecycle import SessionLifecycle
 from entrypoints.settings import Settings
 
@@ -88,7 +90,19 @@ def build_sessions(settings: Settings, store: Store) -> Sessions:
     return sessions
 
 
-def build_socket_sessions(settings: Settings, sio: socketio.AsyncServer, sessions: Sessions) -> SocketSessions:
+def build_mail(settings: Settings, store: Store, sessions: Sessions) -> Mailboxes:
+    """The sessions' mailboxes over ``store``, bounded as the settings say."""
+    policy = MailboxPolicy(
+        max_messages=settings.session_mailbox_max,
+        ttl=settings.session_mailbox_ttl,
+        max_bytes=settings.session_max_bytes,
+    )
+    return Mailboxes(sessions, store, policy)
+
+
+def build_socket_sessions(
+    settings: Settings, sio: socketio.AsyncServer, sessions: Sessions, mail: Mailboxes | None = None
+) -> SocketSessions:
     """The Socket.IO transport for ``sio`` with the settings' limits, installed."""
     return SocketSessions(
         sio,
@@ -97,11 +111,16 @@ def build_socket_sessions(settings: Settings, sio: socketio.AsyncServer, session
         handshake_window=settings.session_handshake_window,
         new_per_address=settings.session_new_per_address,
         trust_proxy=settings.session_trust_proxy,
+        mail=mail,
     ).install()
 
 
 def build_lifecycle(
-    settings: Settings, store: Store, sessions: Sessions, transports: list[SocketSessions]
+    settings: Settings,
+    store: Store,
+    sessions: Sessions,
+    transports: list[SocketSessions],
+    mail: Mailboxes | None = None,
 ) -> SessionLifecycle:
     """Startup and shutdown for ``transports`` over ``store``, as the settings ask (purge, relay, migration)."""
     return SessionLifecycle(
@@ -112,5 +131,7 @@ def build_lifecycle(
         relay_url=settings.socketio_message_queue,
         relay_key=settings.session_relay_key,
         relay_channel=f"socketio_session:{settings.session_table}:ended",
+        mail=mail,
+        mail_channel=f"socketio_session:{settings.session_table}:mail",
         open_store=functools.partial(open_store, store, settings),
     )

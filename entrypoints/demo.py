@@ -92,6 +92,14 @@ def register_demo_events(sio: socketio.AsyncServer, sessions: SocketSessions) ->
         keep = sessions.handle(sid).token
         return {"ok": True, "ended": await end_user_sessions(sessions.sessions, owner(sid), keep=keep)}
 
+    async def notify(sid: str, payload: Any = None) -> dict[str, Any]:
+        # Any socket may message any user here, as any demo user may log in as anyone.
+        user_id = _field(payload, "userId", (str, int))
+        text = _field(payload, "text", (str,))
+        if isinstance(user_id, bool):
+            raise InvalidPayload("userId must be a string or an integer")
+        return {"ok": True, "queued": await sessions.send_to_user(str(user_id), "notice", {"text": text})}
+
     @sessions.guarded(user=True)
     async def end_all_sessions(sid: str, payload: Any = None) -> dict[str, Any]:
         return {"ok": True, "ended": await end_user_sessions(sessions.sessions, owner(sid))}
@@ -107,6 +115,7 @@ def register_demo_events(sio: socketio.AsyncServer, sessions: SocketSessions) ->
         "user:endAllSessions": end_all_sessions,
         "demo:set": demo_set,
         "demo:get": demo_get,
+        "demo:notify": notify,
     }.items():
         # Errors go back by name (SessionError) or as InternalError, never as text.
         sio.on(event, sessions.replies(_one_payload(handler)))

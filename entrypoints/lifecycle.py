@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
 
 from adapters.socketio import HandlerConflict, SocketSessions
+from application.mailbox import Mailboxes
 from application.ports import Store
 from application.purge import purge_periodically
 from application.sessions import Sessions
@@ -30,7 +31,8 @@ class SessionLifecycle:
     Startup: check that each transport's binding is in place
     (:meth:`SocketSessions.check_installed`), open the store (``open_store``
     if given, e.g. to apply the schema; a failed open closes it again), start
-    the relay of ended sessions between processes when ``relay_url`` is set
+    the relay of ended sessions (and, with ``mail``, of messages sent to
+    mailboxes) between processes when ``relay_url`` is set
     (Redis, authenticated with ``relay_key``), purge expired rows every
     ``purge_interval`` seconds (0: never), and watch each transport's sockets
     for sessions that expire (they are told within a second or two). A
@@ -48,6 +50,8 @@ class SessionLifecycle:
         relay_url: str = "",
         relay_key: str = "",
         relay_channel: str = "socketio_session:ended",
+        mail: Mailboxes | None = None,
+        mail_channel: str = "socketio_session:mail",
         open_store: Callable[[], Awaitable[None]] | None = None,
         after_startup: Callable[[], None] | None = None,
     ) -> None:
@@ -62,6 +66,8 @@ class SessionLifecycle:
         self.relay_url = relay_url
         self.relay_key = relay_key
         self.relay_channel = relay_channel
+        self.mail = mail
+        self.mail_channel = mail_channel
         self.after_startup = after_startup
         self._open_store = open_store or store.open
         self._running: contextlib.AsyncExitStack | None = None
@@ -84,7 +90,14 @@ class SessionLifecycle:
                 # Imported here: redis is an optional extra, needed only with a message queue.
                 from adapters.socketio.relay import RedisRelay
 
-                relay = RedisRelay(self.sessions, self.relay_url, key=self.relay_key, channel=self.relay_channel)
+                relay = RedisRelay(
+                    self.sessions,
+                    self.relay_url,
+                    key=self.relay_key,
+                    channel=self.relay_channel,
+                    mail=self.mail,
+                    mail_channel=self.mail_channel,
+                )
                 running.push_async_callback(relay.close)
                 await relay.start()
             if self.purge_interval > 0:

@@ -49,6 +49,10 @@ class Settings(BaseSettings):
     session_max_pending_writes: Annotated[int, Field(ge=1, le=100_000)] = 32
     # Live sessions per user; a login beyond it ends that user's least recently seen session.
     session_max_per_user: Annotated[int, Field(ge=1, le=100_000)] = 50
+    # The mailbox (durable server-to-client messages): messages one session may hold, and how long
+    # each may wait for its client's acknowledgement before it is dropped (7 days).
+    session_mailbox_max: Annotated[int, Field(ge=1, le=1_000_000)] = 1000
+    session_mailbox_ttl: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 604800
     session_purge_interval: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 300
     # Keys the hash that names sessions in logs. Set it (any long random string) to
     # correlate log lines across processes and restarts; by default it is random

@@ -1,10 +1,12 @@
-"""Tell other server processes that sessions ended, over Redis pub/sub, authenticated.
+"""Tell other server processes that sessions ended or got messages, over Redis pub/sub, authenticated.
 
 python-socketio's client managers relay emits and room operations between
 processes, not server-side work, and here each process must rebind its own
-sockets' handles to fresh sessions. So this relay carries one thing only: the
-digests of sessions that ended. It publishes what this process ended and hands
-what others ended to this process's listeners.
+sockets' handles to fresh sessions, and deliver each message to its own
+sockets in each one's order. So this relay carries two things, each on its
+own channel: the digests of sessions that ended, and messages just stored in
+sessions' mailboxes (application/mailbox.py). It publishes what happened in
+this process and hands what happened in others to this process's listeners.
 
 Redis is often reachable from more hosts than the application, and the digests
 are in any dump of the table, so every message carries an HMAC-SHA256 under a
@@ -25,10 +27,12 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
+from typing import Any, Literal
 
 import redis.asyncio as redis
 
 from adapters.socketio.log_throttle import CountedWarning
+from application.mailbox import Mailboxes, Sent
 from application.sessions import Sessions
 from domain.errors import SessionError
 
@@ -70,11 +74,15 @@ class RedisRelay:
         key: str,
         channel: str = "socketio_session:ended",
         clock: Callable[[], float] = time.time,
+        mail: Mailboxes | None = None,
+        mail_channel: str = "socketio_session:mail",
     ) -> None:
         if not key:
             raise ValueError("the relay needs a key shared by every process (SESSION_RELAY_KEY)")
         self.sessions = sessions
         self.channel = channel
+        self.mail = mail
+        self.mail_channel = mail_channel
         self._key = key.encode()
         self._clock = clock
         self._redis = redis.Redis.from_url(url)
@@ -107,11 +115,15 @@ class RedisRelay:
                 f"cannot reach Redis at {where} (SOCKETIO_MESSAGE_QUEUE) within {START_TIMEOUT:g} s"
             ) from None
         self.sessions.subscribe(self)
+        if self.mail is not None:
+            self.mail.subscribe(self)
         self._flusher = asyncio.get_running_loop().create_task(self._flush_every(REPORT_EVERY))
 
     async def close(self) -> None:
         if self in self.sessions.listeners:
             self.sessions.listeners.remove(self)
+        if self.mail is not None and self in self.mail.listeners:
+            self.mail.listeners.remove(self)
         for task in (self._task, self._flusher):
             if task is not None:
                 task.cancel()
@@ -137,16 +149,38 @@ class RedisRelay:
             # sockets then learn it at their next guarded event.
             log.warning("could not relay ended sessions: %s", exc)
 
+    async def messages_sent(self, sent: Sent) -> None:
+        body = json.dumps(
+            {
+                "origin": self._origin,
+                "at": self._clock(),
+                "event": sent.event,
+                "payload": sent.payload,
+                "sentAt": sent.sent_at,
+                "targets": [[digest.hex(), message_id] for digest, message_id in sent.targets],
+            },
+            ensure_ascii=False,
+        ).encode()
+        try:
+            await self._redis.publish(self.mail_channel, sign(self._key, body))
+        except redis.RedisError as exc:
+            # Stored either way: other processes' sockets get it on their next connection,
+            # or with the next message to that session.
+            log.warning("could not relay sent messages: %s", exc)
+
     async def _listen(self) -> None:
         while True:
             try:
                 async with self._redis.pubsub() as pubsub:
-                    await pubsub.subscribe(self.channel)
+                    await pubsub.subscribe(self.channel, self.mail_channel)
                     self._ready.set()
                     async for message in pubsub.listen():
                         if message.get("type") == "message":
                             try:
-                                await self._deliver(message["data"])
+                                if _name(message.get("channel")) == self.mail_channel:
+                                    await self._deliver_mail(message["data"])
+                                else:
+                                    await self._deliver(message["data"])
                             except Exception:
                                 # One bad delivery must not drop the subscription (and what follows).
                                 log.exception("relay delivery failed")
@@ -163,8 +197,28 @@ class RedisRelay:
         elif digests:
             await self.sessions.announce_ended(digests, source=self)
 
-    def _read(self, raw: object) -> frozenset[bytes] | None:
-        """The digests a genuine message from another process names (empty for our own), else None."""
+    async def _deliver_mail(self, raw: bytes) -> None:
+        sent = self._read_mail(raw)
+        if sent is False:
+            self._rejected.count(self.mail_channel)
+        elif sent is not None and self.mail is not None:
+            await self.mail.announce(sent, source=self)
+
+    def _read_mail(self, raw: object) -> Sent | Literal[False] | None:
+        """The message a genuine announcement from another process holds (None for our own), else False."""
+        message = self._genuine(raw)
+        if message is None:
+            return False
+        if message.get("origin") == self._origin:
+            return None
+        try:
+            targets = tuple((bytes.fromhex(d), int(i)) for d, i in message["targets"] if len(d) == _DIGEST_HEX)
+            return Sent(str(message["event"]), str(message["payload"]), float(message["sentAt"]), targets)
+        except (ValueError, KeyError, TypeError):
+            return False
+
+    def _genuine(self, raw: object) -> dict[str, Any] | None:
+        """The body of a message signed with our key and recent enough, decoded; None if it is not one."""
         if not isinstance(raw, bytes):
             return None
         body = verified_body(self._key, raw)
@@ -172,11 +226,24 @@ class RedisRelay:
             return None
         try:
             message = json.loads(body)
-            at = float(message["at"])
-            if not abs(self._clock() - at) <= MAX_AGE:
+            if not isinstance(message, dict) or not abs(self._clock() - float(message["at"])) <= MAX_AGE:
                 return None  # a replay of an old message, or a clock far off
+            return message
+        except (ValueError, KeyError, TypeError):
+            return None
+
+    def _read(self, raw: object) -> frozenset[bytes] | None:
+        """The digests a genuine message from another process names (empty for our own), else None."""
+        message = self._genuine(raw)
+        if message is None:
+            return None
+        try:
             if message["origin"] == self._origin:
                 return frozenset()
             return frozenset(bytes.fromhex(d) for d in message["digests"] if len(d) == _DIGEST_HEX)
         except (ValueError, KeyError, TypeError):
             return None
+
+
+def _name(channel: object) -> str:
+    return channel.decode() if isinstance(channel, bytes) else str(channel)

@@ -20,6 +20,7 @@ from adapters.socketio.chaining import (
 )
 from application.errors import InvalidPayload, SessionNotReady, StoreUnavailable
 from application.handle import SessionHandle
+from application.mailbox import Delivery, Inbox, Mailboxes, Sent
 from application.protocol import (
     NOT_A_TOKEN,
     HandshakeLimiter,
@@ -32,8 +33,9 @@ from application.protocol import (
     token_message,
     unavailable_message,
 )
-from application.sessions import Handshake, Sessions
+from application.sessions import Handshake, Sessions, Status
 from domain.errors import SessionError
+from domain.values import JSON
 
 log = logging.getLogger("socketio_session.transport")
 
@@ -111,6 +113,7 @@ class SocketSessions:
         handshake_window: float = 60.0,
         new_per_address: int = 60,
         trust_proxy: bool = False,
+        mail: Mailboxes | None = None,
     ) -> None:
         self.sio = sio
         self.sessions = sessions
@@ -129,6 +132,13 @@ class SocketSessions:
         self._tasks: set[asyncio.Task[None]] = set()
         self._table: ChainedHandlers | None = None
         sessions.subscribe(self)
+        # The sessions' mailboxes (application/mailbox.py): each socket's Inbox, and which sockets
+        # deliver for which session digest.
+        self.mail = mail
+        self._inboxes: dict[str, Inbox] = {}
+        self._delivering: dict[bytes, set[str]] = {}
+        if mail is not None:
+            mail.subscribe(self)
 
     def install(self) -> SocketSessions:
         """Register ``getToken`` and the session binding on ``connect`` / ``disconnect``.
@@ -197,6 +207,73 @@ class SocketSessions:
 
     __call__ = handle
 
+    # -- the mailbox -----------------------------------------------------------------------
+
+    async def send(self, sid: str, event: str, payload: JSON) -> int:
+        """Queue ``event`` with ``payload`` in the mailbox of socket ``sid``'s session; 1 once durable (0: it ended).
+
+        Every socket holding that session, in any process, receives it at once
+        as ``event(payload, {id, sentAt, replayed}, ack)``; until its client
+        acknowledges it, it comes again on each new connection (docs/client.md).
+        """
+        return await self._mailboxes().send(self.handle(sid), event, payload)
+
+    async def send_to_user(self, user_id: str, event: str, payload: JSON) -> int:
+        """Queue ``event`` with ``payload`` for every live session of ``user_id``; how many, once durable."""
+        return await self._mailboxes().send_to_user(user_id, event, payload)
+
+    def _mailboxes(self) -> Mailboxes:
+        if self.mail is None:
+            raise RuntimeError("this SocketSessions has no mailbox: pass mail=Mailboxes(sessions, store)")
+        return self.mail
+
+    async def messages_sent(self, sent: Sent) -> None:
+        """Deliver ``sent`` to every local socket holding one of its sessions (each in its own order)."""
+        receiving = [
+            self._inboxes[sid].receive(digest, message_id, sent.event, sent.payload, sent.sent_at)
+            for digest, message_id in sent.targets
+            for sid in self._delivering.get(digest, ())
+            if sid in self._inboxes
+        ]
+        outcomes = await asyncio.gather(*receiving, return_exceptions=True)
+        failed = [o for o in outcomes if isinstance(o, Exception)]
+        if failed:
+            log.warning("live delivery failed for %d sockets: %s", len(failed), failed[0])
+
+    async def _open_inbox(self, sid: str, *, moved: bool = False) -> None:
+        """The socket's session was bound and its ``gotToken`` sent: replay its mailbox, then deliver live."""
+        inbox, handle = self._inboxes.get(sid), self._handles.get(sid)
+        if inbox is None or handle is None or not handle.bound:
+            return
+        try:
+            token, session = handle.token, handle.session
+        except SessionError:
+            return  # expired meanwhile: the expiry watch binds a fresh one, and opens it then
+        previous = inbox.digest
+        if previous is not None and previous in self._delivering:
+            self._delivering[previous].discard(sid)
+            if not self._delivering[previous]:
+                del self._delivering[previous]
+        # Listed before the replay: a message announced meanwhile waits for it on the inbox's lock.
+        self._delivering.setdefault(token.digest, set()).add(sid)
+        try:
+            await inbox.open(token, session, moved_from=previous if moved else None)
+        except StoreUnavailable as exc:
+            # Still listed: the next live message catches up, or the next connection replays.
+            log.warning("mailbox replay failed: %s", exc)
+
+    async def _deliver(self, sid: str, delivery: Delivery) -> None:
+        """One message to socket ``sid``: ``event(payload, {id, sentAt, replayed})``, acknowledged by the client."""
+        meta = {"id": delivery.id, "sentAt": int(delivery.sent_at * 1000), "replayed": delivery.replayed}
+        await self.sio.emit(
+            delivery.event,
+            (delivery.payload, meta),
+            to=sid,
+            namespace=self.namespace,
+            callback=lambda *_: delivery.ack(),
+            ignore_queue=True,
+        )
+
     # -- handlers -----------------------------------------------------------------------
 
     async def connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
@@ -252,6 +329,8 @@ class SocketSessions:
             handle = self._handles[sid]
         message = await self._answer(sid, handle, NOT_A_TOKEN if extra else presented_token(payload))
         await self._push(sid, message)
+        if message.get("token"):
+            await self._open_inbox(sid)
         return message
 
     # -- decorators for application handlers ---------------------------------------------
@@ -305,18 +384,33 @@ class SocketSessions:
             admit=functools.partial(self._admit, sid),
         )
         self._handles[sid] = handle
+        if self.mail is not None:
+            self._inboxes[sid] = Inbox(self.mail, functools.partial(self._deliver, sid))
         return handle
 
     def _forget(self, sid: str) -> None:
         self._handles.pop(sid, None)
         self._addresses.pop(sid, None)
         self.limiter.forget(sid)
+        inbox = self._inboxes.pop(sid, None)
+        if inbox is not None:
+            digest = inbox.digest
+            if digest is not None and digest in self._delivering:
+                self._delivering[digest].discard(sid)
+                if not self._delivering[digest]:
+                    del self._delivering[digest]
+            # Acknowledgements that arrived before the disconnect are still stored.
+            self._keep(inbox.drain())
 
     async def _answer(self, sid: str, handle: SessionHandle, presented: object) -> Message:
         return await answer_handshake(handle, presented, limiter=self.limiter, key=sid)
 
     def _push_when_connected(self, sid: str, message: Message) -> None:
-        task = asyncio.get_running_loop().create_task(self._emit_after_connect(sid, message))
+        self._keep(self._emit_after_connect(sid, message))
+
+    def _keep(self, work: Awaitable[None]) -> None:
+        """Run ``work`` as a task of its own, referenced until it ends."""
+        task = asyncio.ensure_future(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -327,6 +421,8 @@ class SocketSessions:
         while asyncio.get_running_loop().time() < deadline:
             if self.sio.manager.is_connected(sid, self.namespace):
                 await self._push(sid, message)
+                if message.get("token"):
+                    await self._open_inbox(sid)
                 return
             if sid not in self._handles:
                 return  # refused, or gone
@@ -348,6 +444,9 @@ class SocketSessions:
 
     async def _rebound(self, sid: str, result: Handshake | None) -> None:
         await self._push(sid, rate_limited_message() if result is None else token_message(result))
+        if result is not None:
+            # A rotation (login) keeps the session, and so its mailbox and what this socket has of it.
+            await self._open_inbox(sid, moved=result.status is Status.ROTATED)
 
     async def watch_expiry(self, interval: float = 1.0) -> None:
         """Until cancelled: every ``interval`` seconds, hand each socket whose session expired a fresh one.

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from importlib.resources import files
 from importlib.resources.abc import Traversable
 
-from adapters.stores.rows import COLUMNS
+from adapters.stores.rows import ADDED_FOR_MAILBOX, COLUMNS, MAILBOX_SUFFIX
 from application.errors import SchemaMissing
 
 DEFAULT_TABLE = "socketio_session"
@@ -37,9 +37,27 @@ def ddl_path(dialect: str) -> Traversable:
     return files("adapters.stores") / "sql" / f"{dialect}.sql"
 
 
+def mailbox_table(table: str) -> str:
+    """The mailbox table that goes with the sessions table ``table``."""
+    return check_table_name(table) + MAILBOX_SUFFIX
+
+
 def ddl(dialect: str, table: str = DEFAULT_TABLE) -> str:
-    """The DDL for ``dialect`` ("mysql" or "sqlite") creating ``table``."""
-    resource = ddl_path(dialect)
+    """The DDL for ``dialect`` ("mysql" or "sqlite") creating ``table`` and its mailbox."""
+    return _read(ddl_path(dialect), table)
+
+
+def drop_tables(table: str) -> str:
+    """The statement that drops ``table`` and its mailbox (the mailbox first: it references the table)."""
+    return f"DROP TABLE IF EXISTS `{mailbox_table(table)}`, `{check_table_name(table)}`"
+
+
+def upgrade_ddl(dialect: str, table: str = DEFAULT_TABLE) -> str:
+    """The DDL that adds the mailbox columns to a ``table`` made before them."""
+    return _read(files("adapters.stores") / "sql" / f"{dialect}_upgrade_mailbox.sql", table)
+
+
+def _read(resource: Traversable, table: str) -> str:
     try:
         text = resource.read_text(encoding="utf-8")
     except (FileNotFoundError, NotADirectoryError):
@@ -70,6 +88,12 @@ def check_columns(where: str, present: Sequence[str], dialect: str) -> None:
     missing = [name for name in COLUMNS if name not in lowered]
     if not missing:
         return
+    if set(missing) <= set(ADDED_FOR_MAILBOX):
+        raise SchemaMissing(
+            f"{where} was made by an earlier version, before the mailbox: it lacks the columns"
+            f" {', '.join(missing)}. Upgrade it with `python -m entrypoints.cli migrate` (adds them and the"
+            f" mailbox table; instant on MariaDB 10.3+ and MySQL 8.0.12+), or set SESSION_AUTO_MIGRATE=1."
+        )
     differences = f"it lacks our columns {', '.join(missing)}"
     extra = [name for name in present if name.lower() not in COLUMNS]
     if extra:

@@ -4,18 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection
 
+from domain.mailbox import MailboxFull, Message
 from domain.session import Change, Session
 
 
 class MemoryStore:
     """A :class:`application.ports.SessionStore` that lives and dies with the process.
 
-    ``sessions`` is public on purpose: tests read it to see what was stored.
-    Every method runs without suspending, so each one is atomic under asyncio.
+    ``sessions`` and ``mailboxes`` are public on purpose: tests read them to
+    see what was stored. Every method runs without suspending, so each one is
+    atomic under asyncio.
     """
 
     def __init__(self) -> None:
         self.sessions: dict[bytes, Session] = {}
+        self.mailboxes: dict[bytes, dict[int, Message]] = {}  # by session digest, then message id
 
     async def insert(self, digest: bytes, session: Session) -> None:
         if digest in self.sessions:
@@ -62,13 +65,17 @@ class MemoryStore:
         moved = session.moved(now, idle_deadline, max_bytes, change, user_id)
         del self.sessions[old]
         self.sessions[new] = moved
+        mailbox = self.mailboxes.pop(old, {})
+        if moved.waiting:
+            self.mailboxes[new] = mailbox  # same session: its messages move with it
         return moved
 
     async def delete(self, digest: bytes) -> bool:
+        self.mailboxes.pop(digest, None)
         return self.sessions.pop(digest, None) is not None
 
     async def delete_many(self, digests: Collection[bytes]) -> int:
-        return sum(self.sessions.pop(d, None) is not None for d in set(digests))
+        return sum([await self.delete(d) for d in set(digests)])
 
     async def list_user(self, user_id: str, *, now: float) -> list[tuple[bytes, Session]]:
         found = [(d, s) for d, s in self.sessions.items() if s.user_id == user_id and s.live_at(now)]
@@ -77,8 +84,41 @@ class MemoryStore:
     async def purge(self, *, now: float, batch: int, on_batch: Callable[[int], None] | None = None) -> int | None:
         expired = [d for d, s in self.sessions.items() if not s.live_at(now)]
         for digest in expired:
-            del self.sessions[digest]
+            await self.delete(digest)
+        for digest, mailbox in list(self.mailboxes.items()):
+            old = [i for i, m in mailbox.items() if m.expires <= now]
+            await self.ack(digest, old)
         return len(expired)
+
+    # -- the mailbox (application.ports.MailboxStore) -------------------------------------
+
+    async def send(
+        self, digests: Collection[bytes], event: str, payload: str, *, now: float, expires: float, max_messages: int
+    ) -> dict[bytes, int]:
+        live = {d: s for d in set(digests) if (s := self._live(d, now)) is not None}
+        if any(s.waiting >= max_messages for s in live.values()):
+            raise MailboxFull(f"a mailbox holds {max_messages} messages already")
+        given: dict[bytes, int] = {}
+        for digest, session in live.items():
+            self.sessions[digest] = queued = session.queued()
+            message = Message(queued.last_message, event, payload, now, expires)
+            self.mailboxes.setdefault(digest, {})[message.id] = message
+            given[digest] = message.id
+        return given
+
+    async def pending(self, digest: bytes, *, now: float, after: int = 0, limit: int = 100) -> list[Message]:
+        mailbox = self.mailboxes.get(digest, {})
+        return [m for i, m in sorted(mailbox.items()) if i > after and m.expires > now][:limit]
+
+    async def ack(self, digest: bytes, ids: Collection[int]) -> int:
+        mailbox = self.mailboxes.get(digest, {})
+        removed = sum(mailbox.pop(i, None) is not None for i in set(ids))
+        if not mailbox:
+            self.mailboxes.pop(digest, None)
+        session = self.sessions.get(digest)
+        if removed and session is not None:
+            self.sessions[digest] = session.acked(removed)
+        return removed
 
     # -- what the composition root needs (application.ports.StoreAdmin) -----------------
 

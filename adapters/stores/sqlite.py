@@ -16,9 +16,19 @@ from urllib.parse import urlsplit
 
 import aiosqlite
 
-from adapters.stores.ddl import DEFAULT_TABLE, check_columns, check_table_name, ddl
-from adapters.stores.rows import COLUMNS, FIELDS, encode_data, insert_values, session_from_row
+from adapters.stores.ddl import DEFAULT_TABLE, check_columns, check_table_name, ddl, mailbox_table, upgrade_ddl
+from adapters.stores.rows import (
+    ADDED_FOR_MAILBOX,
+    COLUMNS,
+    FIELDS,
+    MESSAGE_FIELDS,
+    encode_data,
+    insert_values,
+    message_from_row,
+    session_from_row,
+)
 from application.errors import StoreUnavailable
+from domain.mailbox import MailboxFull, Message
 from domain.session import Change, Session
 
 T = TypeVar("T")
@@ -57,6 +67,7 @@ class SQLiteStore:
         self.table = check_table_name(table)
         # Quoted in every statement: a name that validates (`order`, `select`) must work.
         self.sql_name = f'"{self.table}"'
+        self.mailbox_name = f'"{mailbox_table(self.table)}"'
         self._db: aiosqlite.Connection | None = None
         # One connection serves every coroutine; transactions must not interleave on it.
         self._lock = asyncio.Lock()
@@ -84,12 +95,18 @@ class SQLiteStore:
             # Acked means stored: fsync on every commit.
             await db.execute("PRAGMA synchronous = FULL")
             await db.execute(f"PRAGMA busy_timeout = {int(self.operation_timeout * 1000)}")
+            # Messages end with their session and move with it (sql/sqlite.sql): off by default in SQLite.
+            await db.execute("PRAGMA foreign_keys = ON")
             # Before the DDL: CREATE TABLE IF NOT EXISTS passes over a table of that name whatever
             # its columns, and its CREATE INDEX would then fail on a missing one with a bare
             # "no such column" instead of the list of what differs.
             async with db.execute(f"PRAGMA table_info({self.sql_name})") as cursor:
                 present = [str(row[1]) for row in await cursor.fetchall()]
-            if present:
+            lacking = {name for name in COLUMNS if name not in {p.lower() for p in present}}
+            if present and lacking == set(ADDED_FOR_MAILBOX):
+                # Made before the mailbox: the store owns its file, so it upgrades it.
+                await db.executescript(upgrade_ddl("sqlite", self.table))
+            elif present:
                 check_columns(f"table `{self.table}` in SQLite file {self.path}", present, "sqlite")
             await db.executescript(ddl("sqlite", self.table))
         except BaseException as exc:
@@ -203,13 +220,16 @@ class SQLiteStore:
 
     async def _save(self, db: aiosqlite.Connection, digest: bytes, session: Session) -> None:
         await db.execute(
-            f"UPDATE {self.sql_name} SET data = ?, version = ?, last_seen = ?, expires = ?, user_id = ? WHERE id = ?",
+            f"UPDATE {self.sql_name} SET data = ?, version = ?, last_seen = ?, expires = ?, user_id = ?,"
+            " mail_last_id = ?, mail_waiting = ? WHERE id = ?",
             (
                 encode_data(session.data),
                 session.version,
                 session.last_seen,
                 session.deadlines.idle,
                 session.user_id,
+                session.last_message,
+                session.waiting,
                 digest,
             ),
         )
@@ -233,6 +253,8 @@ class SQLiteStore:
                 return None
             updated = change(session)
             await self._save(db, digest, updated)
+            if updated.waiting < session.waiting:  # a new owner: the messages were the previous one's
+                await db.execute(f"DELETE FROM {self.mailbox_name} WHERE session = ?", (digest,))
             if move_to is not None:
                 await db.execute(f"UPDATE {self.sql_name} SET id = ? WHERE id = ?", (move_to, digest))
             return updated
@@ -299,9 +321,72 @@ class SQLiteStore:
             deleted = await self._run(lambda db: self._count(db, sql, (now, batch)))
             total += deleted
             if deleted < batch:
-                return total
+                break
             if on_batch is not None:
                 on_batch(total)
+        while await self._run(lambda db: self._drop_expired_messages(db, now, batch)) >= batch:
+            pass
+        return total
+
+    async def _drop_expired_messages(self, db: aiosqlite.Connection, now: float, batch: int) -> int:
+        """Delete up to ``batch`` messages past their deadline, keeping each session's ``mail_waiting`` exact."""
+        rows = await self._all(
+            db, f"SELECT session, id FROM {self.mailbox_name} WHERE expires <= ? ORDER BY expires LIMIT ?", (now, batch)
+        )
+        by_session: dict[bytes, list[int]] = {}
+        for session, message_id in rows:
+            by_session.setdefault(bytes(session), []).append(int(message_id))
+        for digest, ids in by_session.items():
+            await self._ack(db, digest, ids)
+        return len(rows)
+
+    # -- the mailbox (application.ports.MailboxStore) -------------------------------------
+
+    async def send(
+        self, digests: Collection[bytes], event: str, payload: str, *, now: float, expires: float, max_messages: int
+    ) -> dict[bytes, int]:
+        async def work(db: aiosqlite.Connection) -> dict[bytes, int]:
+            live = {d: s for d in set(digests) if (s := await self._live(db, d, now)) is not None}
+            if any(s.waiting >= max_messages for s in live.values()):
+                raise MailboxFull(f"a mailbox holds {max_messages} messages already")
+            given: dict[bytes, int] = {}
+            for digest, session in live.items():
+                queued = session.queued()
+                await self._save(db, digest, queued)
+                await db.execute(
+                    f"INSERT INTO {self.mailbox_name} (session, {MESSAGE_FIELDS}) VALUES (?, ?, ?, ?, ?, ?)",
+                    (digest, queued.last_message, event, payload, now, expires),
+                )
+                given[digest] = queued.last_message
+            return given
+
+        return await self._run(work)
+
+    async def pending(self, digest: bytes, *, now: float, after: int = 0, limit: int = 100) -> list[Message]:
+        sql = (
+            f"SELECT {MESSAGE_FIELDS} FROM {self.mailbox_name}"
+            " WHERE session = ? AND id > ? AND expires > ? ORDER BY id LIMIT ?"
+        )
+        rows = await self._run(lambda db: self._all(db, sql, (digest, after, now, limit)), write=False)
+        return [message_from_row(row) for row in rows]
+
+    async def ack(self, digest: bytes, ids: Collection[int]) -> int:
+        unique = sorted(set(ids))
+        if not unique:
+            return 0
+        return await self._run(lambda db: self._ack(db, digest, unique))
+
+    async def _ack(self, db: aiosqlite.Connection, digest: bytes, ids: Sequence[int]) -> int:
+        removed = await self._count(
+            db,
+            f"DELETE FROM {self.mailbox_name} WHERE session = ? AND id IN ({', '.join('?' * len(ids))})",
+            (digest, *ids),
+        )
+        if removed:
+            await db.execute(
+                f"UPDATE {self.sql_name} SET mail_waiting = MAX(0, mail_waiting - ?) WHERE id = ?", (removed, digest)
+            )
+        return removed
 
     async def ping(self) -> None:
         """Return once a write could happen now: the file's write lock is taken and released at once.

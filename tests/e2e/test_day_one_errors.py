@@ -24,6 +24,7 @@ import pymysql
 import pytest
 from attrs import frozen
 
+from adapters.stores.ddl import drop_tables
 from adapters.stores.mysql import MySQLConfig
 from tests.support.private_mariadb import DATABASE, PrivateMariaDB
 from tests.support.server import REPO, free_port, run_cli, run_until_exit, server_env
@@ -111,7 +112,7 @@ def _drop(table: str) -> None:
     conn = pymysql.connect(host=c.host, port=c.port, user=c.user, password=c.password, database=c.database)
     try:
         with conn.cursor() as cursor:
-            cursor.execute(f"DROP TABLE IF EXISTS {table}")
+            cursor.execute(drop_tables(table))
     finally:
         conn.close()
 

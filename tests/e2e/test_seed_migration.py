@@ -10,6 +10,7 @@ from pathlib import Path
 import pymysql
 import pytest
 
+from adapters.stores.ddl import drop_tables
 from adapters.stores.mysql import MySQLConfig
 from tests.support.client import Client
 from tests.support.deployment import deploy
@@ -81,4 +82,4 @@ async def test_an_old_session_resumes_after_the_import(tmp_path: Path) -> None:
                 assert await client.call("demo:get", {"key": "visits"}) == {"ok": True, "value": 5}
     finally:
         _sql(f"DROP TABLE IF EXISTS `{old}`")
-        _sql(f"DROP TABLE IF EXISTS `{table}`")  # deploy drops it too, unless the test failed before it ran
+        _sql(drop_tables(table))  # deploy drops it too, unless the test failed before it ran

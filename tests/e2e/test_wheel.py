@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 from attrs import frozen
 
+from adapters.stores.ddl import drop_tables
 from adapters.stores.mysql import MySQLConfig
 from tests.support.client import Client
 from tests.support.server import REPO, free_port
@@ -165,7 +166,7 @@ def mysql_table() -> Iterator[str]:
         )
         try:
             with conn.cursor() as cursor:
-                cursor.execute(f"DROP TABLE IF EXISTS {table}")
+                cursor.execute(drop_tables(table))
         finally:
             conn.close()
 

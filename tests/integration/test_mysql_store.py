@@ -12,6 +12,7 @@ import aiomysql
 import pymysql
 import pytest
 
+from adapters.stores.ddl import drop_tables
 from adapters.stores.mysql import MySQLConfig, MySQLStore, hexkey
 from adapters.stores.mysql.statements import RowWrite, batch
 from domain.expiry import ExpiryPolicy
@@ -38,7 +39,7 @@ async def store() -> AsyncIterator[MySQLStore]:
     try:
         yield opened
     finally:
-        await opened.connection.run(f"DROP TABLE IF EXISTS {opened.table}", (), idempotent=True)
+        await opened.connection.run(drop_tables(opened.table), (), idempotent=True)
         await opened.close()
 
 

@@ -13,6 +13,7 @@ import pymysql
 import pytest
 from attrs import frozen
 
+from adapters.stores.ddl import drop_tables
 from adapters.stores.mysql import MySQLConfig, MySQLStore, hexkey, seed_import
 from adapters.stores.mysql.seed_import import ImportReport, SeedImporter, SeedImportError, Skip, convert
 from application.errors import SchemaMissing
@@ -82,7 +83,7 @@ async def tables() -> AsyncIterator[Tables]:
         yield Tables(store, old)
     finally:
         await store.connection.run(f"DROP TABLE IF EXISTS `{old}`", (), idempotent=True)
-        await store.connection.run(f"DROP TABLE IF EXISTS {store.table}", (), idempotent=True)
+        await store.connection.run(drop_tables(store.table), (), idempotent=True)
         await store.close()
 
 
@@ -244,7 +245,7 @@ async def test_an_old_table_without_the_old_columns_is_refused(tables: Tables) -
                 tables.store, other, now=time.time(), absolute_ttl=ABSOLUTE_TTL, max_bytes=MAX_BYTES
             ).run()
     finally:
-        await tables.store.connection.run(f"DROP TABLE IF EXISTS {other}", (), idempotent=True)
+        await tables.store.connection.run(drop_tables(other), (), idempotent=True)
 
 
 @pytest.mark.parametrize("name", ["session; DROP TABLE x", "`session`", "", "a.b"])
@@ -302,7 +303,7 @@ def mysql_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
         host=config.host, port=config.port, user=config.user, password=config.password, database=config.database
     )
     with conn.cursor() as cursor:
-        cursor.execute(f"DROP TABLE IF EXISTS {table}")
+        cursor.execute(drop_tables(table))
     conn.close()
 
 

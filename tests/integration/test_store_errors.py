@@ -39,8 +39,9 @@ async def store() -> AsyncIterator[MySQLStore]:
     try:
         yield opened
     finally:
-        if await opened.schema.columns():  # DROP TABLE IF EXISTS would warn about a table never made
-            await opened.connection.run(f"DROP TABLE {opened.table}", (), idempotent=True)
+        for name in (opened.schema.mailbox, opened.table):  # DROP TABLE IF EXISTS would warn about one never made
+            if await opened.schema.columns(name):
+                await opened.connection.run(f"DROP TABLE `{name}`", (), idempotent=True)
         await opened.close()
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from attrs import define
 
+from adapters.stores.ddl import drop_tables
 from adapters.stores.mysql import MySQLConfig, MySQLStore
 from adapters.stores.sqlite import SQLiteStore
 from domain.session import Session
@@ -86,5 +87,5 @@ def deploy(
                 host=config.host, port=config.port, user=config.user, password=config.password, database=config.database
             )
             with conn.cursor() as cursor:
-                cursor.execute(f"DROP TABLE IF EXISTS `{table}`")
+                cursor.execute(drop_tables(table))
             conn.close()

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from adapters.stores.ddl import drop_tables
 from adapters.stores.memory import MemoryStore
 from adapters.stores.mysql import MySQLConfig, MySQLStore
 from adapters.stores.sqlite import SQLiteStore
@@ -58,7 +59,7 @@ async def open_store(kind: str, workdir: Path) -> AsyncIterator[SessionStore]:
         try:
             yield mysql
         finally:
-            await mysql.connection.run(f"DROP TABLE IF EXISTS {table}", (), idempotent=True)
+            await mysql.connection.run(drop_tables(table), (), idempotent=True)
             await mysql.close()
     else:  # pragma: no cover
         raise ValueError(kind)

@@ -39,7 +39,8 @@ def test_a_table_that_is_not_ours_is_named_with_what_it_lacks_and_what_it_has_be
         check_columns("table `t` in SQLite file x.db", ["ID", "Data", "payload", "expires", "Extra2"], "sqlite")
     assert str(raised.value) == (
         "table `t` in SQLite file x.db exists but is not a session table of ours: it lacks our columns version,"
-        " created, last_seen, absolute_expires, user_id and has columns we do not use: payload, Extra2. Set"
+        " created, last_seen, absolute_expires, user_id, mail_last_id, mail_waiting and has columns we do not use:"
+        " payload, Extra2. Set"
         " SESSION_TABLE to a name not in use, or alter or drop that table by hand (`python -m entrypoints.cli"
         f" schema` prints the DDL it should match; the file is {ddl_path('sqlite')})."
     )
@@ -49,6 +50,6 @@ def test_a_table_lacking_columns_and_holding_no_others_says_only_what_it_lacks()
     with pytest.raises(SchemaMissing) as raised:
         check_columns("table `t`", ["id", "data", "expires", "user_id"], "mysql")
     message = str(raised.value)
-    assert "it lacks our columns version, created, last_seen, absolute_expires. Set SESSION_TABLE" in message
+    assert "lacks our columns version, created, last_seen, absolute_expires, mail_last_id, mail_waiting. Set" in message
     assert "columns we do not use" not in message
     assert message.endswith(f"the file is {ddl_path('mysql')}).")

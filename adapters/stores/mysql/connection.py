@@ -235,6 +235,41 @@ class Connection:
         except (TimeoutError, OSError) as exc:
             raise ConnectionLost(unavailable(exc, c.where, c.operation_timeout)) from exc
 
+    async def atomic(self, statements: Sequence[tuple[str, Sequence[object]]], *, idempotent: bool) -> list[Outcome]:
+        """``statements`` as one transaction (:meth:`transaction`), within the operation's time bound.
+
+        Re-run whole when the server rolled it back (a deadlock, a lock wait)
+        and, if ``idempotent``, when the connection died under it. Raises
+        :class:`StoreUnavailable` for the store's own failures (a
+        non-idempotent transaction whose connection died may or may not have
+        committed) and any other MySQL error as it is (a refusal its statements
+        signalled: nothing committed).
+        """
+        c = self.config
+        try:
+            async with asyncio.timeout(c.operation_timeout):
+                for attempt in range(3):
+                    last = attempt == 2
+                    try:
+                        return await self.transaction(statements)
+                    except ConnectionLost as lost:
+                        if last or not idempotent:
+                            raise lost.error from lost
+                        self._count_retry_of(lost.__cause__ or lost)
+                    except (pymysql.err.MySQLError, OSError) as exc:
+                        if last or error_code(exc) not in ROLLED_BACK:
+                            raise
+                        self._count_retry_of(exc)
+                    await asyncio.sleep(0.02 * 2**attempt)
+        except TimeoutError as exc:
+            raise unavailable(exc, c.where, c.operation_timeout) from exc
+        except (pymysql.err.MySQLError, OSError) as exc:
+            mapped = store_error(exc, c.where, c.operation_timeout)
+            if mapped is None:
+                raise
+            raise mapped from exc
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
     @asynccontextmanager
     async def dedicated(self) -> AsyncIterator[aiomysql.Cursor]:
         """A cursor on a connection of our own for as long as needed (a purge holding a named lock).

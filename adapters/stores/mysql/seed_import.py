@@ -342,7 +342,8 @@ class SeedImporter:
             values += [row.hex_id, row.data, self.now, self.now, row.expires, absolute, row.user_id]
         # Version 1: an imported session was written (by the old package), so it is not anonymous
         # (ExpiryPolicy.anon_ttl) and keeps the normal idle timeout.
-        placeholders = ", ".join(["(UNHEX(%s), %s, 1, %s, %s, %s, %s, %s)"] * len(rows))
+        # An empty mailbox: mail_last_id and mail_waiting are 0.
+        placeholders = ", ".join(["(UNHEX(%s), %s, 1, %s, %s, %s, %s, %s, 0, 0)"] * len(rows))
         await self.store.connection.run(
             f"INSERT INTO {self.store.sql_name} ({', '.join(COLUMNS)}) VALUES {placeholders}"
             " ON DUPLICATE KEY UPDATE id = id",

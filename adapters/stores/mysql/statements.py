@@ -323,8 +323,10 @@ def rotation(
     """One UPDATE moving a live session from ``old`` to ``new`` (hex ids), with its write and owner.
 
     The move, the write and the owner land together or not at all. A new owner
-    starts from empty data: assignments run left to right, so ``data`` and
-    ``version`` still see the old owner, and ``user_id`` is set last.
+    starts from empty data and an empty mailbox: assignments run left to right,
+    so ``data``, ``version`` and ``mail_waiting`` still see the old owner, and
+    ``user_id`` is set last. The session's messages move with it (the foreign
+    key cascades the new id to them).
     """
     assignments: list[str] = ["id = UNHEX(%s)"]
     params: list[object] = [new]
@@ -338,9 +340,11 @@ def rotation(
         assignments += [
             f"data = IF({other_owner}, {flushed}, {kept})",
             f"version = IF(LENGTH(data) <= %s, version + IF({other_owner}, 1, %s), {_TOO_LARGE})",
+            # The messages were the other owner's: mailbox.drop_for_new_owner deleted them just before.
+            f"mail_waiting = IF({other_owner}, 0, mail_waiting)",
             "user_id = %s",
         ]
-        params += [user_id, *flushed_params, *kept_params, max_bytes, user_id, int(changes), user_id]
+        params += [user_id, *flushed_params, *kept_params, max_bytes, user_id, int(changes), user_id, user_id]
     elif changes:
         expression, data_params = data_expression(change, compact=compact)
         assignments += [f"data = {expression}", f"version = IF(LENGTH(data) <= %s, version + 1, {_TOO_LARGE})"]

@@ -15,7 +15,8 @@ from contextlib import contextmanager
 import pymysql
 from pymysql.constants import ER
 
-from adapters.stores.ddl import check_table_name
+from adapters.stores.ddl import check_table_name, mailbox_table
+from adapters.stores.mysql import mailbox
 from adapters.stores.mysql.batching import GroupCommit, ReadBatcher
 from adapters.stores.mysql.config import MySQLConfig
 from adapters.stores.mysql.connection import Connection, Outcome
@@ -36,8 +37,9 @@ from adapters.stores.mysql.statements import (
     single,
     single_outcome,
 )
-from adapters.stores.rows import insert_values, session_from_row
+from adapters.stores.rows import insert_values, message_from_row, session_from_row
 from domain.errors import InvalidKey, SessionTooLarge
+from domain.mailbox import MailboxFull, Message
 from domain.session import Change, Session
 
 
@@ -67,6 +69,7 @@ class MySQLStore:
         self.table = check_table_name(config.table)
         # Quoted in every statement: a name that validates (`order`, `select`) must work.
         self.sql_name = f"`{self.table}`"
+        self.mailbox_name = f"`{mailbox_table(self.table)}`"
         self.connection = Connection(config)
         self.schema = Schema(self.connection, self.table, self.sql_name)
         self.group = GroupCommit(self._run_one, self._run_batch)
@@ -122,6 +125,14 @@ class MySQLStore:
         results = await self.connection.transaction(merged.statements)
         self.merged_batches += 1
         return batch_outcomes(payloads, merged, results)
+
+    async def _atomic(self, statements: Sequence[tuple[str, Sequence[object]]], *, idempotent: bool) -> list[Outcome]:
+        try:
+            return await self.connection.atomic(statements, idempotent=idempotent)
+        except pymysql.err.ProgrammingError as exc:
+            if error_code(exc) == ER.NO_SUCH_TABLE:
+                raise self.schema.missing() from exc
+            raise
 
     async def _run(self, sql: str, params: Sequence[object], *, idempotent: bool) -> Outcome:
         try:
@@ -202,7 +213,11 @@ class MySQLStore:
         )
         with _refusals(max_bytes):
             # Repeating it after a lost connection is safe: the old id is gone once it landed.
-            await self._run(sql, params, idempotent=True)
+            if user_id is None:
+                await self._run(sql, params, idempotent=True)
+            else:
+                drop = mailbox.drop_for_new_owner(self.sql_name, self.mailbox_name, hexkey(old), user_id, now)
+                await self._atomic([*drop, (sql, params)], idempotent=True)
         return await self.fetch(new)
 
     async def delete(self, digest: bytes) -> bool:
@@ -222,3 +237,44 @@ class MySQLStore:
 
     async def purge(self, *, now: float, batch: int, on_batch: Callable[[int], None] | None = None) -> int | None:
         return await self.schema.purge(now=now, batch=batch, on_batch=on_batch)
+
+    # -- the mailbox (application.ports.MailboxStore) -------------------------------------
+
+    async def send(
+        self, digests: Collection[bytes], event: str, payload: str, *, now: float, expires: float, max_messages: int
+    ) -> dict[bytes, int]:
+        hexids = sorted({hexkey(d) for d in digests})
+        if not hexids:
+            return {}
+        statements = mailbox.send(
+            self.sql_name,
+            self.mailbox_name,
+            hexids,
+            event,
+            payload,
+            now=now,
+            expires=expires,
+            max_messages=max_messages,
+        )
+        try:
+            # Not repeated after a lost connection: the message may have been queued.
+            outcomes = await self._atomic(statements, idempotent=False)
+        except pymysql.err.MySQLError as exc:
+            if error_code(exc) == TOO_LARGE:
+                raise MailboxFull(f"a mailbox holds {max_messages} messages already") from None
+            raise
+        return {bytes.fromhex(str(hexid)): int(last) for hexid, last in outcomes[-1].rows}
+
+    async def pending(self, digest: bytes, *, now: float, after: int = 0, limit: int = 100) -> list[Message]:
+        sql = mailbox.pending(self.mailbox_name)
+        rows = (await self._run(sql, (hexkey(digest), after, now, limit), idempotent=True)).rows
+        return [message_from_row(row) for row in rows]
+
+    async def ack(self, digest: bytes, ids: Collection[int]) -> int:
+        unique = sorted({int(i) for i in ids})
+        if not unique:
+            return 0
+        outcomes = await self._atomic(
+            mailbox.remove(self.sql_name, self.mailbox_name, hexkey(digest), unique), idempotent=True
+        )
+        return outcomes[1].rowcount
