@@ -31,6 +31,7 @@ from application.errors import (
 from application.handle import SessionHandle
 from application.sessions import Handshake, Status
 from domain.errors import InvalidKey, InvalidValue, SessionError, SessionTooLarge
+from domain.mailbox import MailboxFull
 
 log = logging.getLogger("socketio_session.protocol")
 
@@ -60,6 +61,7 @@ CLIENT_ERRORS: tuple[type[SessionError], ...] = (
     SessionKeyMissing,
     StoreUnavailable,
     TooManyRequests,
+    MailboxFull,
     InternalError,
 )
 ERROR_NAMES: tuple[str, ...] = tuple(error.__name__ for error in CLIENT_ERRORS)
