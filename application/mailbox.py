@@ -226,7 +226,10 @@ class Inbox:
         async with self._lock:
             thread = self._thread(token.digest, moved_from)
             hint = self._mail.recent_id(thread.digest)
-            if (session.waiting and session.last_message > thread.cursor) or hint > thread.cursor:
+            # The hint counts only past what the handshake read: a message announced after it.
+            if (session.waiting and session.last_message > thread.cursor) or hint > max(
+                thread.cursor, session.last_message
+            ):
                 await self._catch_up(thread, replayed=True)
             # Whatever of these ids the catch-up did not find was acknowledged or expired.
             thread.cursor = max(thread.cursor, session.last_message, hint)
