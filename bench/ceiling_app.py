@@ -9,12 +9,22 @@ gets its handshake before the connection is acknowledged and ``gotToken``
 right after it (the same polling wait as adapters/socketio/transport.py, since
 the client drops events that precede the CONNECT packet); ``demo:set`` and
 ``demo:get`` acknowledge ``{ok: true[, value]}`` or ``{ok: false, error}``.
-Nothing survives a restart, and nothing is shared between processes.
+
+The mailbox, as bare emits: ``user:login`` records the session's user under a
+new token (``gotToken`` with status ``rotated``, then the ack), ``demo:notify``
+``{userId, text}`` keeps ``notice`` ``{text}`` in each of the user's sessions (a
+dict) and emits it to every socket holding one as ``(payload, {id, sentAt,
+replayed}, ack)``; the client's ack drops it, and a socket that binds a session
+gets what waits right after its ``gotToken``. No per-connection bookkeeping:
+what ours does to deliver each message once per connection is part of what is
+measured against this. Nothing survives a restart, and nothing is shared
+between processes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import re
 import secrets
@@ -35,17 +45,22 @@ _ERRORS["invalid"] = "Session Not Found"
 
 
 class Session:
-    __slots__ = ("absolute", "data", "expires")
+    __slots__ = ("absolute", "data", "expires", "last_message", "mail", "user")
 
     def __init__(self, now: float) -> None:
         self.data: dict[str, Any] = {}
         self.absolute = now + ABSOLUTE_TTL
         self.expires = min(now + IDLE_TTL, self.absolute)
+        self.user: str | None = None
+        self.last_message = 0
+        self.mail: dict[int, tuple[str, Any, float]] = {}  # id -> (event, payload, sent_at), until acked
 
 
 sio = socketio.AsyncServer(async_mode="asgi", max_http_buffer_size=2 * MAX_BYTES + 4096)
 sessions: dict[str, Session] = {}  # token -> session
 bound: dict[str, str] = {}  # sid -> token
+holders: dict[str, set[str]] = {}  # token -> sids bound to it
+users: dict[str, set[str]] = {}  # user -> tokens of their sessions
 _tasks: set[asyncio.Task[None]] = set()
 
 
@@ -64,12 +79,26 @@ def _handshake(sid: str, presented: Any) -> dict[str, Any]:
                 status = "expired"
             else:
                 found.expires = min(max(found.expires, now + IDLE_TTL), found.absolute)
-                bound[sid] = presented
+                _bind(sid, presented)
                 return _message(presented, found, "resumed")
     token = secrets.token_urlsafe(32)
     session = sessions[token] = Session(now)
-    bound[sid] = token
+    _bind(sid, token)
     return _message(token, session, status)
+
+
+def _bind(sid: str, token: str) -> None:
+    _unbind(sid)
+    bound[sid] = token
+    holders.setdefault(token, set()).add(sid)
+
+
+def _unbind(sid: str) -> None:
+    token = bound.pop(sid, None)
+    if token is not None and token in holders:
+        holders[token].discard(sid)
+        if not holders[token]:
+            del holders[token]
 
 
 def _message(token: str, session: Session, status: str) -> dict[str, Any]:
@@ -92,6 +121,7 @@ async def _emit_after_connect(sid: str, message: dict[str, Any]) -> None:
     for _ in range(100):
         if sio.manager.is_connected(sid, "/"):
             await sio.emit("gotToken", message, to=sid)
+            await _replay(sid)
             return
         if sid not in bound:
             return
@@ -99,12 +129,13 @@ async def _emit_after_connect(sid: str, message: dict[str, Any]) -> None:
 
 
 async def disconnect(sid: str, reason: Any = None) -> None:
-    bound.pop(sid, None)
+    _unbind(sid)
 
 
 async def get_token(sid: str, payload: Any = None) -> dict[str, Any]:
     message = _handshake(sid, _presented(payload))
     await sio.emit("gotToken", message, to=sid)
+    await _replay(sid)
     return message
 
 
@@ -135,12 +166,81 @@ async def demo_get(sid: str, payload: Any = None) -> dict[str, Any]:
     return {"ok": True, "value": session.data.get(payload["key"], "")}
 
 
+async def user_login(sid: str, payload: Any = None) -> dict[str, Any]:
+    user_id = payload.get("userId") if isinstance(payload, dict) else None
+    if not isinstance(user_id, str | int) or isinstance(user_id, bool) or str(user_id) == "":
+        return {"ok": False, "error": "InvalidPayload"}
+    old = bound.get(sid)
+    session = sessions.get(old) if old is not None else None
+    if old is None or session is None:
+        return {"ok": False, "error": "SessionNotReady"}
+    # As ours: the same session under a new token, owned by the user.
+    token = secrets.token_urlsafe(32)
+    sessions[token] = sessions.pop(old)
+    for holder in holders.pop(old, set()):
+        _bind(holder, token)
+    if session.user is not None:
+        users.get(session.user, set()).discard(old)
+    session.user = str(user_id)
+    users.setdefault(session.user, set()).add(token)
+    session.data["userId"] = user_id
+    await sio.emit("gotToken", _message(token, session, "rotated"), to=sid)
+    return {"ok": True}
+
+
+async def demo_notify(sid: str, payload: Any = None) -> dict[str, Any]:
+    user_id = payload.get("userId") if isinstance(payload, dict) else None
+    text = payload.get("text") if isinstance(payload, dict) else None
+    if not isinstance(user_id, str | int) or isinstance(user_id, bool) or not isinstance(text, str):
+        return {"ok": False, "error": "InvalidPayload"}
+    now = time.time()
+    queued = 0
+    for token in list(users.get(str(user_id), ())):
+        session = sessions.get(token)
+        if session is None or now >= session.expires:
+            continue
+        session.last_message += 1
+        message_id = session.last_message
+        session.mail[message_id] = ("notice", {"text": text}, now)
+        queued += 1
+        for holder in list(holders.get(token, ())):
+            await _deliver(holder, token, message_id, replayed=False)
+    return {"ok": True, "queued": queued}
+
+
+async def _replay(sid: str) -> None:
+    """What waits in the session ``sid`` just bound, oldest first."""
+    token = bound.get(sid)
+    session = sessions.get(token) if token is not None else None
+    if token is None or session is None:
+        return
+    for message_id in sorted(session.mail):
+        await _deliver(sid, token, message_id, replayed=True)
+
+
+async def _deliver(sid: str, token: str, message_id: int, *, replayed: bool) -> None:
+    session = sessions.get(token)
+    if session is None or message_id not in session.mail:
+        return
+    event, payload, sent_at = session.mail[message_id]
+    meta = {"id": message_id, "sentAt": int(sent_at * 1000), "replayed": replayed}
+    await sio.emit(event, (payload, meta), to=sid, callback=functools.partial(_acked, token, message_id))
+
+
+def _acked(token: str, message_id: int, *_: Any) -> None:
+    session = sessions.get(token)
+    if session is not None:
+        session.mail.pop(message_id, None)
+
+
 for _event, _handler in {
     "connect": connect,
     "disconnect": disconnect,
     "getToken": get_token,
     "demo:set": demo_set,
     "demo:get": demo_get,
+    "user:login": user_login,
+    "demo:notify": demo_notify,
 }.items():
     sio.on(_event, _handler)
 

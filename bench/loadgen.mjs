@@ -4,7 +4,8 @@
 //
 // It speaks bench/loadgen.py's protocol, one JSON command per stdin line and one
 // JSON reply per stdout line, with the same ops and replies as its SocketLoad:
-// connect, mint, prepare, run, hold, release, close. The floor (raw aiomysql) stays
+// connect, mint, prepare, run, hold, release, close, and the mailbox's fill,
+// replay and unreplay (bench/mailbox.py). The floor (raw aiomysql) stays
 // Python-only, so `floor` is refused. One difference: when the server goes away, an
 // operation in flight fails at once here (socket.io-client rejects pending acks), where
 // python-socketio waits out the 10 s timeout (so its error usually lands after the window).
@@ -26,6 +27,7 @@ const TIMEOUT = 10.0; // one operation; longer counts as an error
 const SET_KEYS = 8; // the set phase cycles each socket through k0..k7
 const MAX_TOKENS = 1000; // tokens a socket keeps from the new-handshake phase, to resume with later
 const ERROR_PAUSE_MS = 10; // after an error, so that a dead server does not turn a loop into a busy one
+const NOTICE = "notice"; // the event demo:notify sends
 
 /** Seconds on CLOCK_MONOTONIC, the clock of Python's time.monotonic(). */
 const now = () => Number(process.hrtime.bigint()) / 1e9;
@@ -109,8 +111,8 @@ class Tally {
   }
 }
 
-/** One client's loop: `op` again and again until the window ends. */
-async function drive(tally, op) {
+/** One client's loop: `op` again and again until the window ends (failures to `errors`, by default `tally`). */
+async function drive(tally, op, errors = tally) {
   while (now() < tally.end) {
     const began = now();
     let outcome;
@@ -119,7 +121,7 @@ async function drive(tally, op) {
     } catch (error) {
       outcome = describe(error).slice(0, 200);
     }
-    tally.record(began, outcome);
+    (typeof outcome === "string" ? errors : tally).record(began, outcome);
     if (typeof outcome === "string") await sleep(ERROR_PAUSE_MS / 1000);
   }
 }
@@ -164,7 +166,18 @@ class Sock {
       perMessageDeflate: false,
       auth,
     });
-    this.socket.on("gotToken", (message) => this.settle((waiter) => waiter.resolve(message)));
+    this.socket.on("gotToken", (message) => {
+      if (message?.token) this.latest = String(message.token);
+      this.settle((waiter) => waiter.resolve(message));
+    });
+    // A mailbox message: acknowledged at once, then handed to whoever listens (the notify phase, a replay).
+    this.socket.on(NOTICE, (payload, meta, ack) => {
+      if (typeof ack === "function") ack();
+      this.onNotice?.(payload, meta, now());
+    });
+    this.onNotice = null;
+    this.latest = ""; // the token of the last gotToken
+    this.user = null; // logged in as, for the notify phase
     // As socket.io-client does for pending acks: a lost connection fails the wait now, not at the timeout.
     this.socket.on("disconnect", () => this.settle((waiter) => waiter.reject(disconnected())));
     this.waiter = null;
@@ -275,7 +288,23 @@ class SocketLoad {
     if (phase === "resume") await this.prepareResume(params.tokens ?? []);
     else if (phase === "set") await this.prepareSet();
     else if (phase === "shared") await this.prepareShared(String(params.token));
+    else if (phase === "notify") await this.prepareNotify(Number(params.clients));
     return {};
+  }
+
+  /** Each socket logged in as its own user (once: a retried phase keeps them), sending to the next socket's. */
+  async prepareNotify(clients) {
+    const total = clients > 0 ? clients : this.socks.length;
+    await Promise.all(
+      this.socks.map(async (sock) => {
+        sock.target = `u${(sock.index + 1) % total}`;
+        if (sock.user !== null) return;
+        await sock.getToken("");
+        const reply = await sock.call("user:login", { userId: `u${sock.index}` });
+        if (reply?.ok !== true) throw new Error(`user:login: ${JSON.stringify(reply)}`);
+        sock.user = `u${sock.index}`;
+      }),
+    );
   }
 
   /** Each socket resumes its share of the given tokens, else its own from the new phase, else a fresh one. */
@@ -378,7 +407,39 @@ class SocketLoad {
     };
   }
 
+  /** The notify phase: each socket sends to the next socket's user again and again; the receivers count.
+   *
+   * An operation is a delivery: its latency runs from the sender's call to the receiver's `notice`
+   * (same process, or the same clock in another). The send's own round trip (stored, then acked)
+   * is kept apart, as `send_latencies`. A message that arrives out of id order, twice, or marked
+   * replayed is an error.
+   */
+  async runNotify(tally) {
+    const sends = new Tally(tally.start, tally.end);
+    for (const sock of this.socks) {
+      let last = 0;
+      sock.onNotice = (payload, meta, at) => {
+        const id = Number(meta?.id);
+        if (!(id > last) || meta?.replayed !== false) {
+          tally.record(at, `notice ${JSON.stringify(meta)} after id ${last}`);
+        } else {
+          tally.record(Number(payload?.text), at);
+        }
+        last = Math.max(last, id);
+      };
+    }
+    const send = (sock) => async () => {
+      const reply = await sock.call("demo:notify", { userId: sock.target, text: String(now()) });
+      return reply?.ok === true && reply.queued === 1 ? null : `reply ${JSON.stringify(reply)}`;
+    };
+    await Promise.all(this.socks.map((sock) => drive(sends, send(sock), tally)));
+    // Whatever is still on its way is acknowledged, not counted.
+    for (const sock of this.socks) sock.onNotice = null;
+    return { send_latencies: sends.latencies.map((x) => Math.round(x * 1e7) / 1e7) };
+  }
+
   async run(phase, tally) {
+    if (phase === "notify") return await this.runNotify(tally);
     const ops = this.socks.map((s) => this.op(phase, s)); // an unprepared phase fails before any load
     await Promise.all(ops.map((op) => drive(tally, op)));
     if (phase !== "set" && phase !== "shared") return {};
@@ -417,6 +478,95 @@ class SocketLoad {
   }
 }
 
+/** A session of `user` with `count` messages waiting and no socket (bench/mailbox.py's setup): its token.
+ *
+ * One socket logs in as `user` (the session's token rotates: the new one is kept) and goes; another
+ * sends `count` demo:notify to `user`, `concurrency` at a time, each queued in that one session.
+ */
+async function fill(url, user, count, concurrency) {
+  const receiver = new Sock(url, 0, { token: "" });
+  const made = receiver.expectToken();
+  made.catch(() => {}); // a failed connect rejects the waiter, which nobody awaits then
+  let token;
+  try {
+    await receiver.connect();
+    const first = String((await made).token);
+    const reply = await receiver.call("user:login", { userId: user });
+    if (reply?.ok !== true || receiver.latest === first) throw new Error(`user:login: ${JSON.stringify(reply)}`);
+    token = receiver.latest;
+  } finally {
+    await receiver.close();
+  }
+  const sender = new Sock(url, 0);
+  try {
+    await sender.connect();
+    const began = now();
+    const replies = await gatherBounded(
+      Array.from({ length: count }, (_, i) => () => sender.call("demo:notify", { userId: user, text: `m${i}` })),
+      concurrency,
+    );
+    const bad = replies.filter((r) => !(r?.ok === true && r.queued === 1));
+    if (bad.length) throw new Error(`${bad.length} of ${count} demo:notify failed: ${JSON.stringify(bad[0])}`);
+    return { token, seconds: now() - began };
+  } finally {
+    sender.disconnect();
+  }
+}
+
+/** Connect with auth {token} and take the replay: instants (from the connect call) and what came, in order.
+ *
+ * The socket stays connected (and keeps acknowledging) until `unreplay`, so that the driver can
+ * watch the store empty the mailbox first.
+ */
+async function replay(state, url, token, count) {
+  const sock = new Sock(url, 0, { token });
+  state.replaying = sock;
+  state.replayed = [];
+  const ids = state.replayed;
+  let replayedAll = true;
+  let first = null;
+  let done;
+  const all = new Promise((resolve) => {
+    done = resolve;
+  });
+  sock.onNotice = (payload, meta, at) => {
+    ids.push(Number(meta?.id));
+    if (meta?.replayed !== true) replayedAll = false;
+    first ??= at;
+    if (ids.length === count) done(at);
+  };
+  const waiter = sock.expectToken();
+  waiter.catch(() => {}); // a failed connect rejects the waiter, which nobody awaits then
+  const began = now();
+  await sock.connect();
+  const connected = now();
+  const reply = await waiter;
+  const gotToken = now();
+  if (reply?.status !== "resumed") throw new Error(`replay: gotToken ${JSON.stringify(reply)}`);
+  const last = await within(all, 120, `replay of ${count} (${ids.length} came)`);
+  return {
+    began,
+    connected_s: connected - began,
+    token_s: gotToken - began,
+    first_s: first - began,
+    last_s: last - began,
+    received: ids.length,
+    in_order: ids.every((id, i) => i === 0 || id > ids[i - 1]),
+    replayed_all: replayedAll,
+    first_id: ids[0],
+    last_id: ids.at(-1),
+  };
+}
+
+/** End the replay's socket; how many messages it got in all (more than asked: some came twice). */
+async function unreplay(state) {
+  const received = state.replayed?.length ?? 0;
+  await state.replaying?.close();
+  state.replaying = null;
+  state.replayed = null;
+  return { received };
+}
+
 /** Drive `phase` until `end`; the reply of a `run` command, CPU measured over [start, end] only. */
 async function timed(load, phase, start, end) {
   const tally = new Tally(start, end);
@@ -453,8 +603,15 @@ async function handle(state, command) {
     case "release":
       state.load?.release();
       return {};
+    case "fill":
+      return await fill(command.url, String(command.user), command.count, command.concurrency ?? 20);
+    case "replay":
+      return await replay(state, command.url, String(command.token), command.count);
+    case "unreplay":
+      return await unreplay(state);
     case "close":
       state.load?.close();
+      await unreplay(state);
       return {};
   }
   const load = state.load;
@@ -476,7 +633,7 @@ function reply(message) {
 }
 
 async function serve() {
-  const state = { load: null };
+  const state = { load: null, replaying: null, replayed: null };
   // Commands one at a time, in order: the driver waits for each reply before it depends on it.
   for await (const line of createInterface({ input: process.stdin, crlfDelay: Infinity })) {
     if (!line.trim()) continue;

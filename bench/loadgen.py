@@ -12,13 +12,15 @@ Commands (``op``): ``connect`` (open this process's share of the sockets),
 ``mint`` (one fresh session; its token), ``prepare`` (per-phase setup),
 ``run`` (drive a phase until ``end``, counting operations that complete in
 ``[start, end]``), ``hold`` / ``release`` (idle sockets for the memory
-measurement), ``floor`` (open the aiomysql pool), ``close``.
+measurement), ``floor`` (open the aiomysql pool), ``fill`` / ``replay`` /
+``unreplay`` (the mailbox replay of bench/mailbox.py), ``close``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import json
 import random
 import resource
@@ -35,6 +37,7 @@ import socketio
 TIMEOUT = 10.0  # one operation; longer counts as an error
 SET_KEYS = 8  # the set phase cycles each socket through k0..k7
 MAX_TOKENS = 1000  # tokens a socket keeps from the new-handshake phase, to resume with later
+NOTICE = "notice"  # the event demo:notify sends
 
 
 def cpu_now() -> float:
@@ -73,7 +76,8 @@ class Tally:
 Op = Callable[[], Awaitable[str | float | None]]
 
 
-async def drive(tally: Tally, op: Op) -> None:
+async def drive(tally: Tally, op: Op, errors: Tally | None = None) -> None:
+    """``op`` again and again until the window ends (failures to ``errors``, by default ``tally``)."""
     while time.monotonic() < tally.end:
         began = time.monotonic()
         outcome: str | float | None
@@ -81,7 +85,7 @@ async def drive(tally: Tally, op: Op) -> None:
             outcome = await op()
         except Exception as exc:
             outcome = f"{type(exc).__name__}: {exc}"[:200]
-        tally.record(began, outcome)
+        ((errors or tally) if isinstance(outcome, str) else tally).record(began, outcome)
         if isinstance(outcome, str):
             await asyncio.sleep(0.01)  # a dead server must not turn this into a busy loop
 
@@ -115,6 +119,12 @@ class Sock:
         self.index = index
         self.sio = socketio.AsyncClient(reconnection=False, handle_sigint=False, http_session=http)
         self.sio.on("gotToken", self._got_token)
+        self.sio.on(NOTICE, self._notice)
+        # A mailbox message goes here (the notify phase, a replay) with its arrival instant; acked on return.
+        self.on_notice: Callable[[Any, Any, float], None] | None = None
+        self.latest = ""  # the token of the last gotToken
+        self.user: str | None = None  # logged in as, for the notify phase
+        self.target = ""
         self._waiter: asyncio.Future[dict[str, Any]] | None = None
         self.token = ""
         self.tokens: list[str] = []  # from the new-handshake phase
@@ -122,7 +132,14 @@ class Sock:
         self.writes: Writes | None = None
         self.counter = 0
 
+    def _notice(self, payload: Any, meta: Any = None) -> None:
+        at = time.monotonic()
+        if self.on_notice is not None:
+            self.on_notice(payload, meta, at)
+
     def _got_token(self, message: dict[str, Any]) -> None:
+        if isinstance(message, dict) and message.get("token"):
+            self.latest = str(message["token"])
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(message)
@@ -190,7 +207,61 @@ class SocketLoad:
             for sock in self.socks:
                 sock.token = shared
                 sock.writes = Writes(shared)
+        elif phase == "notify":
+            await self.prepare_notify(int(params.get("clients") or len(self.socks)))
         return {}
+
+    async def prepare_notify(self, clients: int) -> None:
+        """Each socket logged in as its own user (once: a retried phase keeps them), sending to the next one's."""
+
+        async def one(sock: Sock) -> None:
+            sock.target = f"u{(sock.index + 1) % clients}"
+            if sock.user is not None:
+                return
+            await sock.get_token("")
+            reply = await sock.call("user:login", {"userId": f"u{sock.index}"})
+            if not isinstance(reply, dict) or reply.get("ok") is not True:
+                raise RuntimeError(f"user:login: {reply!r}")
+            sock.user = f"u{sock.index}"
+
+        await asyncio.gather(*(one(s) for s in self.socks))
+
+    async def run_notify(self, tally: Tally) -> dict[str, Any]:
+        """Each socket sends to the next socket's user again and again; a delivery is an operation.
+
+        As loadgen.mjs's runNotify: latency from the send call to the receiver's ``notice``;
+        the send's own round trip apart; out-of-order, repeated or replayed messages are errors.
+        """
+        sends = Tally(tally.start, tally.end)
+
+        def listen(sock: Sock) -> None:
+            last = 0
+
+            def noticed(payload: Any, meta: Any, at: float) -> None:
+                nonlocal last
+                message_id = int(meta.get("id", 0)) if isinstance(meta, dict) else 0
+                if message_id <= last or not isinstance(meta, dict) or meta.get("replayed") is not False:
+                    tally.record(at, f"notice {meta!r} after id {last}")
+                else:
+                    tally.record(float(payload["text"]), at)
+                last = max(last, message_id)
+
+            sock.on_notice = noticed
+
+        def send(sock: Sock) -> Op:
+            async def notify() -> str | None:
+                reply = await sock.call("demo:notify", {"userId": sock.target, "text": repr(time.monotonic())})
+                ok = isinstance(reply, dict) and reply.get("ok") is True and reply.get("queued") == 1
+                return None if ok else f"reply {reply!r}"
+
+            return notify
+
+        for sock in self.socks:
+            listen(sock)
+        await asyncio.gather(*(drive(sends, send(s), tally) for s in self.socks))
+        for sock in self.socks:
+            sock.on_notice = None  # whatever is still on its way is acknowledged, not counted
+        return {"send_latencies": [round(x, 7) for x in sends.latencies]}
 
     def op(self, phase: str, sock: Sock) -> Op:
         if phase == "new":
@@ -254,6 +325,8 @@ class SocketLoad:
         raise ValueError(f"unknown phase {phase!r}")
 
     async def run(self, phase: str, tally: Tally) -> dict[str, Any]:
+        if phase == "notify":
+            return await self.run_notify(tally)
         await asyncio.gather(*(drive(tally, self.op(phase, s)) for s in self.socks))
         extra: dict[str, Any] = {}
         if phase in ("set", "shared"):
@@ -283,6 +356,94 @@ class SocketLoad:
     async def close(self) -> None:
         await self.release()
         await gather_bounded([s.sio.disconnect() for s in self.socks], 200)
+        await self.http.close()
+
+
+class Replay:
+    """The mailbox replay of bench/mailbox.py: fill a session's mailbox, then take it on a resume."""
+
+    def __init__(self) -> None:
+        self.http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+        self.sock: Sock | None = None
+        self.ids: list[int] = []
+
+    async def fill(self, url: str, user: str, count: int, concurrency: int) -> dict[str, Any]:
+        """A session of ``user`` with ``count`` messages waiting and no socket: its token (as loadgen.mjs's fill)."""
+        receiver = Sock(url, self.http, 0)
+        made = receiver.expect_token()
+        try:
+            await receiver.connect({"token": ""})
+            first = str((await asyncio.wait_for(made, TIMEOUT))["token"])
+            reply = await receiver.call("user:login", {"userId": user})
+            if not isinstance(reply, dict) or reply.get("ok") is not True or receiver.latest == first:
+                raise RuntimeError(f"user:login: {reply!r}")
+            token = receiver.latest
+        finally:
+            await receiver.sio.disconnect()
+        sender = Sock(url, self.http, 0)
+        try:
+            await sender.connect()
+            began = time.monotonic()
+            replies = await gather_bounded(
+                [sender.call("demo:notify", {"userId": user, "text": f"m{i}"}) for i in range(count)], concurrency
+            )
+            bad = [r for r in replies if not (isinstance(r, dict) and r.get("ok") is True and r.get("queued") == 1)]
+            if bad:
+                raise RuntimeError(f"{len(bad)} of {count} demo:notify failed: {bad[0]!r}")
+            return {"token": token, "seconds": time.monotonic() - began}
+        finally:
+            await sender.sio.disconnect()
+
+    async def replay(self, url: str, token: str, count: int) -> dict[str, Any]:
+        """Connect with auth {token} and take the replay; the socket stays until ``unreplay``."""
+        sock = self.sock = Sock(url, self.http, 0)
+        ids = self.ids = []
+        replayed_all = True
+        first: list[float] = []
+        done: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+
+        def noticed(payload: Any, meta: Any, at: float) -> None:
+            nonlocal replayed_all
+            ids.append(int(meta.get("id", 0)) if isinstance(meta, dict) else 0)
+            if not isinstance(meta, dict) or meta.get("replayed") is not True:
+                replayed_all = False
+            if not first:
+                first.append(at)
+            if len(ids) == count and not done.done():
+                done.set_result(at)
+
+        sock.on_notice = noticed
+        waiter = sock.expect_token()
+        began = time.monotonic()
+        await sock.connect({"token": token})
+        connected = time.monotonic()
+        reply = await asyncio.wait_for(waiter, TIMEOUT)
+        got_token = time.monotonic()
+        if reply.get("status") != "resumed":
+            raise RuntimeError(f"replay: gotToken {reply!r}")
+        last = await asyncio.wait_for(done, 120)
+        return {
+            "began": began,
+            "connected_s": connected - began,
+            "token_s": got_token - began,
+            "first_s": first[0] - began,
+            "last_s": last - began,
+            "received": len(ids),
+            "in_order": all(a < b for a, b in itertools.pairwise(ids)),
+            "replayed_all": replayed_all,
+            "first_id": ids[0],
+            "last_id": ids[-1],
+        }
+
+    async def unreplay(self) -> dict[str, Any]:
+        received = len(self.ids)
+        if self.sock is not None:
+            await self.sock.sio.disconnect()
+        self.sock, self.ids = None, []
+        return {"received": received}
+
+    async def close(self) -> None:
+        await self.unreplay()
         await self.http.close()
 
 
@@ -449,6 +610,7 @@ async def timed(load: SocketLoad | FloorLoad, phase: str, start: float, end: flo
 
 async def serve() -> None:
     load: SocketLoad | FloorLoad | None = None
+    mailbox: Replay | None = None
     while True:
         line = await asyncio.to_thread(sys.stdin.readline)
         if not line:
@@ -472,6 +634,20 @@ async def serve() -> None:
             elif op == "release":
                 if isinstance(load, SocketLoad):
                     await load.release()
+            elif op in ("fill", "replay", "unreplay"):
+                mailbox = mailbox or Replay()
+                if op == "fill":
+                    args = (command["url"], str(command["user"]), command["count"], command.get("concurrency", 20))
+                    reply.update(await mailbox.fill(*args))
+                elif op == "replay":
+                    reply.update(await mailbox.replay(command["url"], str(command["token"]), command["count"]))
+                else:
+                    reply.update(await mailbox.unreplay())
+            elif op == "close" and load is None:
+                if mailbox is not None:
+                    await mailbox.close()
+                print(json.dumps(reply), flush=True)
+                return
             elif load is None:
                 raise RuntimeError(f"{op}: connect or floor first")
             elif op == "mint":
@@ -482,6 +658,8 @@ async def serve() -> None:
                 reply.update(await timed(load, command["phase"], command["start"], command["end"]))
             elif op == "close":
                 await load.close()
+                if mailbox is not None:
+                    await mailbox.close()
                 print(json.dumps(reply), flush=True)
                 return
             else:

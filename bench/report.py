@@ -6,7 +6,9 @@ import math
 import statistics
 from typing import Any
 
-PHASES = ("new", "resume", "auth", "set", "get", "shared")
+from bench.mailbox import render_replay
+
+PHASES = ("new", "resume", "auth", "set", "get", "shared", "notify")
 LABELS = {
     "new": "new handshake (getToken)",
     "resume": "resume (getToken + token)",
@@ -14,6 +16,7 @@ LABELS = {
     "set": "demo:set, acked",
     "get": "demo:get",
     "shared": "one token, many sockets set",
+    "notify": "demo:notify, delivered + acked",
 }
 FLOOR_LABELS = {
     "new": "INSERT",
@@ -35,6 +38,13 @@ CPU_RATIOS = (
     ("new handshake: server+db CPU per op, ours ÷ ceiling", "new"),
     ("resume: server+db CPU per op, ours ÷ ceiling", "resume"),
     ("demo:set: server+db CPU per op, ours ÷ ceiling", "set"),
+    ("mailbox delivery: server+db CPU per op, ours ÷ ceiling", "notify"),
+)
+# The mailbox's live delivery (issue 12), for ours and ours2.
+MAILBOX_RATIOS = (
+    ("live deliveries/s, ours ÷ ceiling", "ops_per_s"),
+    ("delivery p50, ours ÷ ceiling", "p50_ms"),
+    ("delivery p99, ours ÷ ceiling", "p99_ms"),
 )
 OTHER_RATIOS = (
     ("auth handshakes/s, ours ÷ ceiling", "auth", "ops_per_s"),
@@ -180,6 +190,12 @@ def render(document: dict[str, Any], plan: dict[str, Any]) -> str:
                 per.get("ours", {}).get(phase, {}).get(figure), per.get("ceiling", {}).get(phase, {}).get(figure)
             )
             lines.append(f"{name:44}{'':>8}{_num(ratio, 2, 8)}")
+        for mine in ("ours", "ours2"):
+            mine_f, ceiling_f = per.get(mine, {}).get("notify", {}), per.get("ceiling", {}).get("notify", {})
+            for name, figure in MAILBOX_RATIOS:
+                ratio = _ratio(mine_f.get(figure), ceiling_f.get(figure))
+                if ratio is not None:
+                    lines.append(f"{name.replace('ours', mine, 1):44}{'':>8}{_num(ratio, 2, 8)}")
         for name, phase in CPU_RATIOS:
             ratio = _ratio(_cost(per.get("ours", {}).get(phase)), _cost(per.get("ceiling", {}).get(phase)))
             lines.append(f"{name:52}{_num(ratio, 2, 8)}")
@@ -190,9 +206,11 @@ def render(document: dict[str, Any], plan: dict[str, Any]) -> str:
             )
             if ratio is not None:
                 lines.append(f"{LABELS[phase] + ', ours ÷ floor':44}{'':>8}{_num(ratio, 2, 8)}")
+        lines += _sends(per)
         lines += _bottlenecks(per, window)
     lines += _memory(document)
     lines += _big(document)
+    lines += render_replay(document)
     lines += _durability(document)
     if meta:
         lines.append("")
@@ -208,6 +226,20 @@ def _cost(figures: dict[str, Any] | None) -> float | None:
     if not figures or figures.get("server_us_per_op") is None:
         return None
     return float(figures["server_us_per_op"] + figures["db_us_per_op"])
+
+
+def _sends(per: dict[str, Any]) -> list[str]:
+    """The notify phase's sender side: demo:notify calls answered (the message stored, then acked) per second."""
+    rows = [(system, phases["notify"]) for system, phases in per.items() if "send_p50_ms" in phases.get("notify", {})]
+    if not rows:
+        return []
+    lines = ["", "demo:notify, the sender's call (answered once the message is stored; ops/s above are deliveries):"]
+    for system, f in rows:
+        lines.append(
+            f"  {system:9} calls/s {_num(f['sends_per_s'], 0, 7)}   p50 {_num(f['send_p50_ms'], 2, 7)} ms"
+            f"   p99 {_num(f['send_p99_ms'], 2, 7)} ms"
+        )
+    return lines
 
 
 def _bottlenecks(per: dict[str, Any], window: float) -> list[str]:

@@ -3,17 +3,20 @@
     SESSION_TEST_MYSQL_URL=mysql://user:pass@127.0.0.1:3306/db .venv/bin/python -m bench.speed \\
         [--clients 50,200] [--runs 3] [--quick] [--generators 1] [--generator node|python]
 
-Issue 4's measuring stick. In one run, at each client count, it measures three systems:
+Issue 4's measuring stick, and issue 12's for the mailbox. In one run, at each client count, it measures
+these systems:
 
 - ours: ``uvicorn entrypoints.asgi:app`` on a fresh MySQL table;
 - ceiling: ``uvicorn bench.ceiling_app:app``, the same events and replies with sessions in a dict;
 - floor: a raw aiomysql loop doing the same single-row statements, with no Socket.IO at all
   (as many concurrent loops as clients, over a pool of ``--floor-pool`` connections, autocommit on);
 
-through six phases, each a fixed window after a warm-up: new handshakes (``getToken``
+through seven phases, each a fixed window after a warm-up: new handshakes (``getToken``
 with an empty token), handshakes by ``auth`` at connect (connect, ``gotToken``,
-disconnect), resumes of stored tokens, ``demo:set`` with its ack, ``demo:get``, and
-many sockets sharing one token writing a key each. For each: operations per second,
+disconnect), resumes of stored tokens, ``demo:set`` with its ack, ``demo:get``,
+many sockets sharing one token writing a key each, and mailbox messages
+(``demo:notify`` from each socket to the next one's user, a delivery acknowledged by
+its receiver being the operation; not for the floor). For each: operations per second,
 p50/p99 latency, and the CPU seconds of the server process, of the database server
 and of the load generator: ``--generators`` processes of Socket.IO clients over
 websocket, Node's socket.io-client (bench/loadgen.mjs, the default: less CPU per
@@ -21,8 +24,9 @@ operation, so more of the cores left to what is measured) or python-socketio
 AsyncClients (bench/loadgen.py, ``--generator python``); the floor's aiomysql loop
 is always Python. Then: resident memory per idle socket holding a session (2,000
 sockets, ours and ceiling, held by the chosen generator), ours' resume rate with
-1,000,000 stored sessions against 1,000, and a read-back that every acknowledged
-``demo:set`` of ours is in the database.
+1,000,000 stored sessions against 1,000, the replay of a full mailbox on resume
+(bench/mailbox.py: ours on MariaDB and on SQLite, and the ceiling), and a read-back
+that every acknowledged ``demo:set`` of ours is in the database.
 
 It starts and stops every server and process it measures, creates and drops its own
 tables, prints a table per client count and the ratios issue 4 targets, and writes
@@ -48,7 +52,8 @@ from tempfile import TemporaryDirectory
 from typing import Any
 
 from bench import procstat
-from bench.report import PHASES, render, summarise
+from bench.mailbox import measure_replay
+from bench.report import FLOOR_LABELS, PHASES, render, summarise
 from bench.systems import GENERATOR_KINDS, Database, Generator, ceiling, node_generator_ready, ours
 from tests.support.server import REPO, Server
 
@@ -82,6 +87,9 @@ class Plan:
         self.retries: int = args.retries if args.retries is not None else (0 if args.quick else 1)
         self.memory: bool = not args.no_memory
         self.big: bool = not args.no_big
+        self.replay: bool = not args.no_replay
+        self.replay_runs: int = args.replay_runs if args.replay_runs is not None else (2 if args.quick else 5)
+        self.replay_messages: int = args.replay_messages
 
     def as_json(self) -> dict[str, Any]:
         return dict(vars(self))
@@ -182,6 +190,7 @@ class Bench:
         db1, machine1 = procstat.cpu_seconds(self.db_pid), procstat.machine_ticks()
         replies = await asyncio.gather(*(g.receive() for g in gens))
         latencies = sorted(x for r in replies for x in r["latencies"])
+        sends = sorted(x for r in replies for x in r.get("send_latencies", []))
         window = end - start
         figures: dict[str, Any] = {
             "ops": len(latencies),
@@ -195,6 +204,11 @@ class Bench:
             "busy_cores": procstat.busy_cores(machine0, machine1),
             "window_s": window,
         }
+        if sends:
+            # The notify phase: an operation is a delivery; the sender's own call (stored, then acked) apart.
+            figures["sends_per_s"] = len(sends) / window
+            figures["send_p50_ms"] = percentile(sends, 0.50) * 1000
+            figures["send_p99_ms"] = percentile(sends, 0.99) * 1000
         # CPU per operation: less disturbed by other work on the machine than the rates are.
         ops = max(1, len(latencies))
         figures["server_us_per_op"] = figures["server_cpu_s"] * 1e6 / ops if server_pid else None
@@ -253,10 +267,14 @@ class Bench:
             results: dict[str, Any] = {}
             writes: list[dict[str, Any]] = []
             for phase in self.plan.phases:
+                if system == "floor" and phase not in FLOOR_LABELS:
+                    continue  # no statement of the floor's stands for it (the mailbox)
                 params: list[dict[str, Any]] | None = None
                 if phase == "shared":
                     token = (await gens[0].ask({"op": "mint"}))["token"]
                     params = [{"token": token}] * len(gens)
+                elif phase == "notify":
+                    params = [{"clients": clients}] * len(gens)
                 figures = await self.timed(gens, phase, server.pid if server else None, params)
                 writes += figures.pop("_writes", [])
                 results[phase] = figures
@@ -469,6 +487,9 @@ async def run(plan: Plan, db: Database, workdir: Path) -> dict[str, Any]:
             for c in plan.clients
         }
         document["big"] = big
+    if plan.replay:
+        bench.log(f"mailbox replay of {plan.replay_messages} messages, {plan.replay_runs} runs")
+        document["replay"] = await measure_replay(bench)
     document["durability"] = {
         "checks": bench.durability,
         "ok": bool(bench.durability) and all(c["ok"] for c in bench.durability),
@@ -514,6 +535,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--retries", type=int, default=None, help="times a noisy phase is measured again (1; 0 quick)")
     parser.add_argument("--no-memory", action="store_true", help="skip the memory measurement")
     parser.add_argument("--no-big", action="store_true", help="skip the 1,000,000-row resume measurement")
+    parser.add_argument("--no-replay", action="store_true", help="skip the mailbox replay (bench/mailbox.py)")
+    parser.add_argument("--replay-runs", type=int, default=None, help="mailbox replays per system (5; 2 quick)")
+    parser.add_argument("--replay-messages", type=int, default=1000, help="messages waiting in a replay (1000)")
     parser.add_argument("--render", metavar="JSON", help="print the tables of a saved bench/results file and exit")
     args = parser.parse_args(argv)
     if args.render:

@@ -184,6 +184,17 @@ def ours(db: Database, table: str, log_path: Path, workers: int = 1) -> Server:
     return Server(env=server_env(settings), log_path=log_path, app="entrypoints.asgi:app", flags=flags)
 
 
+def ours_sqlite(path: Path, table: str, log_path: Path) -> Server:
+    """``uvicorn entrypoints.asgi:app`` on the SQLite file ``path`` (made, with its schema, at startup)."""
+    settings = {
+        "SESSION_STORE_URL": f"sqlite:///{path}",
+        "SESSION_TABLE": table,
+        "SESSION_HANDSHAKE_LIMIT": "1000000000",
+        "SESSION_PURGE_INTERVAL": "0",
+    }
+    return Server(env=server_env(settings), log_path=log_path, app="entrypoints.asgi:app", flags=UVICORN_FLAGS)
+
+
 def ceiling(log_path: Path) -> Server:
     return Server(env=server_env({}), log_path=log_path, app="bench.ceiling_app:app", flags=UVICORN_FLAGS)
 

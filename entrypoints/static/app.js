@@ -1,7 +1,8 @@
 // The demo page. The token handling is the old socket.io-mysql-session client snippet's:
 // the token lives in localStorage under "token", is sent with getToken on every connection,
 // and a gotToken that carries a token replaces it. One addition, for several tabs of one
-// browser (they share localStorage): see followOtherTabs. The rest shows what the session holds.
+// browser (they share localStorage): see followOtherTabs. The rest shows what the session holds,
+// and the notices its mailbox delivers (showNotice: acknowledged once shown).
 (function () {
   "use strict";
 
@@ -32,6 +33,8 @@
   var retryTimer = null;
   var held = ""; // the token of the session this tab is in
   var FOLLOW_DELAY = 500; // ms for another tab's localStorage write to reach this one
+  var seen = new Set(); // ids of the notices shown in this session (ids count per session)
+  var MAX_NOTICES = 20;
 
   function loadScript(src, integrity) {
     return new Promise(function (resolve, reject) {
@@ -121,6 +124,8 @@
 
   function adopt(message) {
     if (message.token != "") {
+      // Another session (not this one under a new token): its notices are numbered from 1.
+      if (message.token !== held && message.status !== "rotated") { seen.clear(); }
       localStorage.setItem("token", message.token);
       held = message.token;
     }
@@ -180,6 +185,36 @@
     }).then(function (visits) { $("visits").textContent = String(visits); });
   }
 
+  // A notice from the session's mailbox: delivered at least once, so one whose acknowledgement was
+  // lost comes again on the next connection, under the same id; it is acknowledged, not shown twice.
+  // meta.replayed: it waited in the mailbox (sent while no page held the session), not live.
+  function showNotice(payload, meta) {
+    if (seen.has(meta.id)) { return; }
+    seen.add(meta.id);
+    var item = document.createElement("li");
+    item.dataset.id = String(meta.id);
+    var time = document.createElement("time");
+    time.dateTime = new Date(meta.sentAt).toISOString();
+    time.textContent = when(meta.sentAt / 1000);
+    var text = document.createElement("span");
+    text.className = "text";
+    text.textContent = payload && typeof payload.text === "string" ? payload.text : JSON.stringify(payload);
+    var id = document.createElement("code");
+    id.textContent = "#" + meta.id;
+    item.append(time, text, id);
+    if (meta.replayed === true) {
+      var badge = document.createElement("span");
+      badge.className = "badge badge-waited";
+      badge.textContent = "waited";
+      badge.title = "sent while no page held this session; delivered on connection";
+      item.append(badge);
+    }
+    var list = $("notices");
+    list.prepend(item);
+    while (list.children.length > MAX_NOTICES) { list.lastElementChild.remove(); }
+    show($("notices-empty"), false);
+  }
+
   function renderSessions(sessions) {
     var rows = sessions.map(function (s) {
       var row = document.createElement("tr");
@@ -216,6 +251,7 @@
     return call("demo:get", { key: "userId" }).then(function (reply) {
       var user = reply.ok && reply.value !== "" ? String(reply.value) : "";
       $("user").textContent = user;
+      if (user && !$("notify-user").value) { $("notify-user").value = user; }
       show($("login-form"), !user);
       show($("logged-in"), Boolean(user));
       show($("sessions-card"), Boolean(user));
@@ -255,6 +291,22 @@
         if (!ack.ok) { notice("Logout failed: " + ack.error, "error"); }
       });
     });
+    $("notify-form").addEventListener("submit", function (event) {
+      event.preventDefault();
+      var userId = $("notify-user").value.trim();
+      var text = $("notify-text").value;
+      if (!userId || !text) { return; }
+      $("notify-result").textContent = "sending…";
+      call("demo:notify", { userId: userId, text: text }).then(function (ack) {
+        if (ack.ok) {
+          $("notify-text").value = "";
+          $("notify-result").textContent =
+            "Queued for " + ack.queued + " session" + (ack.queued === 1 ? "" : "s") + ".";
+        } else {
+          $("notify-result").textContent = "Not sent: " + ack.error;
+        }
+      });
+    });
     $("refresh-sessions").addEventListener("click", function () {
       queue = queue.then(showSessions);
     });
@@ -288,6 +340,12 @@
       } else {
         adopt(message);
       }
+    });
+    // Messages from the session's mailbox come as event(payload, meta, ack); they come again on
+    // every connection until acknowledged, so acknowledge each one once it is shown.
+    socket.on("notice", function (payload, meta, ack) {
+      showNotice(payload, meta);
+      ack();
     });
     window.addEventListener("storage", onStorage);
     bindControls();

@@ -15,7 +15,9 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import os
+import time
 from collections.abc import Coroutine, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -23,7 +25,10 @@ import pytest
 from attrs import define, field
 from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, expect, sync_playwright
 
+from domain.mailbox import Message
 from domain.session import Session
+from domain.token import Token
+from tests.support.client import Client
 from tests.support.deployment import Deployment, deploy
 from tests.support.server import REPO
 
@@ -131,6 +136,36 @@ class DemoPage:
 
 def row(deployment: Deployment, token: str) -> Session | None:
     return _run(deployment.row(token))
+
+
+def waiting(deployment: Deployment, token: str) -> list[Message]:
+    """The messages in the mailbox of the session of ``token``, as the store holds them."""
+
+    async def read() -> list[Message]:
+        store = deployment.store()
+        await store.open()
+        try:
+            return await store.pending(Token(token).digest, now=time.time())
+        finally:
+            await store.close()
+
+    return _run(read())
+
+
+def notify(deployment: Deployment, user_id: str, text: str) -> object:
+    """``demo:notify`` from a python-socketio client of its own (no session); its acknowledgement."""
+
+    async def send() -> object:
+        async with Client(deployment.server.url) as client:
+            return await client.call("demo:notify", {"userId": user_id, "text": text})
+
+    return _run(send())
+
+
+def iso_time(milliseconds: int) -> str:
+    """What JavaScript's ``new Date(milliseconds).toISOString()`` says."""
+    moment = datetime.fromtimestamp(milliseconds // 1000, UTC).replace(microsecond=milliseconds % 1000 * 1000)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def profile(browser: Browser) -> BrowserContext:
@@ -275,4 +310,72 @@ def test_tabs_of_one_browser_stay_in_one_session_through_login_and_logout(browse
 
     assert one.problems == []
     assert other.problems == []
+    context.close()
+
+
+def test_a_notice_waits_for_the_closed_page_and_is_not_shown_again_once_acknowledged(
+    browser: Browser, served: Deployment
+) -> None:
+    """Closed page: the notice waits in the session's mailbox, and the reopened page lists it marked
+    "waited" (meta.replayed); sent while the page is open: listed at once, unmarked. The page
+    acknowledges each one it shows, so a reload brings neither back."""
+    context = profile(browser)
+    first = DemoPage(context, served.server.url)
+    first.open()
+    first.expect_session("created", 1)
+    first.log_in("carol")
+    expect(first.page.locator("#status")).to_have_text("rotated")
+    token = first.token()
+    expect(first.page.locator("#notices-empty")).to_be_visible()
+    expect(first.page.locator("#notices li")).to_have_count(0)
+    first.page.close()
+
+    # Sent while no page holds the session: stored, for carol's one live session.
+    assert notify(served, "carol", "sent while you were away") == {"ok": True, "queued": 1}
+    [stored] = waiting(served, token)
+    assert (stored.event, stored.payload) == ("notice", '{"text":"sent while you were away"}')
+
+    # The page reopens in the same profile (same localStorage token): the notice is replayed.
+    second = DemoPage(context, served.server.url)
+    second.open()
+    assert second.expect_session("resumed", 2) == token
+    notices = second.page.locator("#notices li")
+    expect(notices).to_have_count(1)
+    replayed = notices.first
+    expect(replayed.locator(".text")).to_have_text("sent while you were away")
+    expect(replayed.locator("code")).to_have_text(f"#{stored.id}")
+    expect(replayed.locator(".badge-waited")).to_have_text("waited")
+    expect(replayed.locator("time")).to_have_attribute("datetime", iso_time(int(stored.sent_at * 1000)))
+    expect(second.page.locator("#notices-empty")).to_be_hidden()
+
+    # Sent from the page's own form while it is open: delivered live, without the mark.
+    expect(second.page.locator("#notify-user")).to_have_value("carol")
+    second.page.fill("#notify-text", "sent while you were here")
+    second.page.click("#notify-send")
+    expect(second.page.locator("#notify-result")).to_have_text("Queued for 1 session.")
+    expect(notices).to_have_count(2)
+    live = notices.first
+    expect(live.locator(".text")).to_have_text("sent while you were here")
+    expect(live.locator("code")).to_have_text(f"#{stored.id + 1}")
+    expect(live.locator(".badge-waited")).to_have_count(0)
+    expect(notices.nth(1).locator(".badge-waited")).to_have_count(1)
+
+    # Both were acknowledged: the store lets them go (the acks are stored a moment after they arrive).
+    deadline = time.monotonic() + 5
+    while waiting(served, token) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert waiting(served, token) == []
+    stored_row = row(served, token)
+    assert stored_row is not None
+    assert (stored_row.last_message, stored_row.waiting) == (stored.id + 1, 0)
+
+    # So a reload brings neither back: the session says nothing waits, the page lists none.
+    second.reload()
+    assert second.expect_session("resumed", 3) == token
+    expect(second.page.locator("#notices li")).to_have_count(0)
+    expect(second.page.locator("#notices-empty")).to_be_visible()
+
+    assert first.problems == []
+    assert second.problems == []
+    assert "Traceback" not in served.server.log()
     context.close()
