@@ -18,6 +18,7 @@ from typing import Any
 import socketio
 
 from adapters.socketio import SocketSessions, packet_json
+from adapters.stores.mysql import MySQLStore
 from entrypoints.access_log import hide_sids_in_access_log
 from entrypoints.bootstrap import (
     build_lifecycle,
@@ -106,7 +107,12 @@ def create_app(settings: Settings, register: Register | Iterable[Register] = ())
         lifecycle.after_startup = tune_gc
     return socketio.ASGIApp(
         sio,
-        other_asgi_app=http_app(store.ping, "mysql" if settings.uses_mysql else "sqlite", demo=settings.session_demo),
+        other_asgi_app=http_app(
+            store.ping,
+            "mysql" if settings.uses_mysql else "sqlite",
+            demo=settings.session_demo,
+            details=store.health if isinstance(store, MySQLStore) else None,
+        ),
         on_startup=lifecycle.startup,
         on_shutdown=lifecycle.shutdown,
     )

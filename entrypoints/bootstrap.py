@@ -43,7 +43,10 @@ def tune_gc() -> None:
 
 def build_mysql_store(settings: Settings) -> MySQLStore:
     config = MySQLConfig.from_url(
-        settings.session_store_url, table=settings.session_table, pool_size=settings.session_pool_size
+        settings.session_store_url,
+        table=settings.session_table,
+        pool_size=settings.session_pool_size,
+        causal_reads=settings.session_causal_reads,
     )
     return MySQLStore(config)
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from importlib.resources import files
 from importlib.resources.abc import Traversable
 from pathlib import Path, PurePosixPath
@@ -28,6 +28,7 @@ Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 Ping = Callable[[], Awaitable[None]]
+Details = Callable[[], Mapping[str, object]]
 
 log = logging.getLogger("socketio_session.http")
 
@@ -110,13 +111,16 @@ def http_app(
     demo: bool = False,
     static_dir: Traversable = STATIC,
     client_dir: Path | None = None,
+    details: Details | None = None,
 ) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
     """``/healthz`` says whether the store answers; with ``demo``, ``/`` serves the demo page too.
 
     The demo page's assets are under ``/static/`` and ``/vendor/``. Without ``demo`` (the
     default) only ``/healthz`` is served and nothing is read: a production server exposes no
     page. ``static_dir`` is the page's folder (a package resource by default); ``client_dir`` is
-    where ``socket.io.min.js`` is read from, by default :func:`client_js_dir`.
+    where ``socket.io.min.js`` is read from, by default :func:`client_js_dir`. ``details`` adds
+    fields to the health check's answer after each ping (MySQL: the node in use, and whether it
+    is a Galera node).
     """
     assets = _load_assets(static_dir, client_dir if client_dir is not None else client_js_dir()) if demo else {}
     page_headers = ((b"content-security-policy", _PAGE_POLICY.encode()), (b"referrer-policy", b"no-referrer"))
@@ -129,12 +133,11 @@ def http_app(
             try:
                 await ping()
             except Exception:
-                down = {"status": "unavailable", "store": store_kind}
+                down = {"status": "unavailable", "store": store_kind, **(details() if details else {})}
                 await _respond(send, 503, "application/json", json.dumps(down).encode())
             else:
-                await _respond(
-                    send, 200, "application/json", json.dumps({"status": "ok", "store": store_kind}).encode()
-                )
+                ok = {"status": "ok", "store": store_kind, **(details() if details else {})}
+                await _respond(send, 200, "application/json", json.dumps(ok).encode())
         elif path in assets:
             content_type, body = assets[path]
             await _respond(send, 200, content_type, body, page_headers if path == "/" else ())

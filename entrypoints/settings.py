@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     session_max_bytes: Annotated[int, Field(ge=64, le=16 * 1024 * 1024)] = 65536
     session_auto_migrate: bool = False
     session_pool_size: Annotated[int, Field(ge=1, le=1000)] = 10
+    # On a Galera cluster, reads wait for the writes the cluster acknowledged (wsrep_sync_wait=1),
+    # so a session written through one node reads back through any other. Off only to measure it.
+    session_causal_reads: bool = True
     session_handshake_limit: Annotated[int, Field(ge=1)] = 10
     session_handshake_window: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 60
     # New sessions (rows) one client address may cause per SESSION_HANDSHAKE_WINDOW, across its

@@ -15,10 +15,16 @@ _UNREADABLE_URL = (
 )
 
 
+Node = tuple[str, int]
+
+
 @frozen
 class MySQLConfig:
     host: str = "127.0.0.1"
     port: int = 3306
+    # Every node the URL names (``h1:3306,h2:3306,...``), in order; empty means just host:port.
+    # The store uses one at a time and moves to the next when it stops answering (connection.py).
+    hosts: tuple[Node, ...] = ()
     user: str = "root"
     password: str = ""
     database: str = "test"
@@ -32,15 +38,30 @@ class MySQLConfig:
     recycle: int = 3600
     # How long InnoDB lets a statement wait for a row lock before error 1205 (retried).
     lock_wait_timeout: int = 1
+    # On a Galera cluster, reads wait until the node has applied every write the cluster
+    # acknowledged before they started (wsrep_sync_wait = 1): a session written through one
+    # node is read back through another. False only to measure what it costs.
+    causal_reads: bool = True
+
+    @property
+    def nodes(self) -> tuple[Node, ...]:
+        """The nodes to try, in order (one for a single-host URL)."""
+        return self.hosts or ((self.host, self.port),)
 
     @property
     def where(self) -> str:
-        """``host:port``, for messages: never the credentials."""
-        return f"{self.host}:{self.port}"
+        """``host:port`` (every node, comma-separated, for several), for messages: never the credentials."""
+        return ",".join(node_name(node) for node in self.nodes)
 
     @classmethod
     def from_url(cls, url: str, **overrides: Any) -> MySQLConfig:
-        """``mysql://user:password@host:port/database`` (user, password, port optional)."""
+        """``mysql://user:password@host:port/database`` (user, password, port optional).
+
+        Several nodes are comma-separated: ``mysql://user:password@h1:3306,h2:3306,h3/database``.
+        """
+        url, nodes = _several_nodes(url)
+        if nodes:
+            overrides = {"hosts": nodes, **overrides}
         parts = urlsplit(url)
         if parts.scheme not in ("mysql", "mariadb"):
             raise ValueError(f"not a mysql:// URL: scheme {parts.scheme!r}")
@@ -65,3 +86,34 @@ class MySQLConfig:
             database=unquote(database),
             **overrides,
         )
+
+
+def node_name(node: Node) -> str:
+    """``host:port`` (``[v6]:port``), for messages and the health check."""
+    host, port = node
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _several_nodes(url: str) -> tuple[str, tuple[Node, ...]]:
+    """``url`` with only its first node, and every node it names, when it names more than one.
+
+    urlsplit reads one host; the user and password end at the last ``@`` of
+    the authority (a password's own ``@`` is percent-encoded).
+    """
+    scheme, sep, rest = url.partition("://")
+    authority, slash, tail = rest.partition("/")
+    credentials, at, hostlist = authority.rpartition("@")
+    if not sep or "," not in hostlist:
+        return url, ()
+    nodes: list[Node] = []
+    for item in hostlist.split(","):
+        try:
+            parsed = urlsplit(f"//{item}")
+            port = parsed.port
+        except ValueError:
+            raise ValueError(_UNREADABLE_URL) from None
+        if not item or not parsed.hostname:
+            raise ValueError("a mysql:// URL naming several nodes needs host[:port] for each, comma-separated")
+        nodes.append((parsed.hostname, port or 3306))
+    first = hostlist.split(",")[0]
+    return f"{scheme}://{credentials}{at}{first}{slash}{tail}", tuple(nodes)

@@ -14,13 +14,20 @@ from application.errors import StoreUnavailable
 # rolled it back (deadlock, lock wait timeout) or we never reached it.
 ROLLED_BACK = {ER.LOCK_DEADLOCK, ER.LOCK_WAIT_TIMEOUT}
 NOT_SENT = {2002, 2003, 1040, 1203}  # cannot connect (socket, TCP), too many connections
+# A Galera node that is not part of the primary component, or still joining, refuses every
+# statement with 1047 (ER_UNKNOWN_COM_ERROR: "WSREP has not yet prepared node for application use").
+NODE_NOT_READY = {1047}
 # The connection died under the statement; it may or may not have run.
 CONNECTION_LOST = {2006, 2013, 2055, 1927, 4031}  # gone, lost, lost reading, killed, idle timeout
 SHUTTING_DOWN = {1053, 1077, 1078, 1079, 1080}  # server shutdown in progress
 # "The store is unreachable right now". With REFUSED and NOT_PERMITTED below, the
 # only errors reported as StoreUnavailable; any other is a bug (ours or the
 # server's) and is raised as such, not disguised.
-UNAVAILABLE = ROLLED_BACK | NOT_SENT | CONNECTION_LOST | SHUTTING_DOWN
+UNAVAILABLE = ROLLED_BACK | NOT_SENT | CONNECTION_LOST | SHUTTING_DOWN | NODE_NOT_READY
+# Signs that the node in use cannot serve us now, whatever the statement: with several nodes
+# the store moves to the next one (connection.py). A read-only server (1290) is one of them
+# only then: a standby not yet promoted, while a lone server's read-only mode is a refusal.
+NODE_DOWN = NOT_SENT | CONNECTION_LOST | SHUTTING_DOWN | NODE_NOT_READY
 # MySQL refused us: the account, the database, a grant or the server's mode is
 # wrong. Nothing ran, and retrying cannot help until someone changes the URL,
 # the grants or the server, so these are reported at once, never retried.

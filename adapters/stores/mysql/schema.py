@@ -135,7 +135,7 @@ class Schema:
         except (pymysql.err.MySQLError, OSError) as exc:
             # Any failure, bugs included, is StoreUnavailable here: the periodic purge
             # (application/purge.py) skips a round on it instead of dying for good.
-            reason = store_error(exc, c.where, c.operation_timeout) or said(exc)
+            reason = store_error(exc, self.connection.where, c.operation_timeout) or said(exc)
             raise StoreUnavailable(f"purge of table {self.table} failed: {reason}") from exc
 
     async def _drop_expired_messages(self, cursor: aiomysql.Cursor, *, now: float, batch: int, pause: float) -> None:

@@ -98,6 +98,10 @@ class MySQLStore:
     async def close(self) -> None:
         await self.connection.close()
 
+    def health(self) -> dict[str, object]:
+        """What the health check adds: the node in use, and whether it is a Galera cluster node."""
+        return {"node": self.connection.where, "galera": bool(self.connection.galera)}
+
     async def ping(self) -> None:
         """Raise StoreUnavailable unless the database answers."""
         await self.connection.run("SELECT 1", (), idempotent=True)
