@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import secrets
 import shutil
 import time
 from pathlib import Path
@@ -20,22 +21,26 @@ import pytest
 from attrs import define, field
 
 from domain.token import Token
+from tests.support.client import Client
 from tests.support.deployment import Deployment
 
 pytestmark = pytest.mark.e2e
 
 NODE_DIR = Path(__file__).resolve().parent / "node"
 HARNESS = NODE_DIR / "run_snippet.js"
+NOTICE_HARNESS = NODE_DIR / "run_notice_snippet.js"  # the snippet plus the lines that take messages (SPEC §8)
 SNIPPET = NODE_DIR / "old_client_snippet.js"
 GOT_TOKEN_FIELDS = {"token", "errors", "status", "expires"}
 
 
 @define
 class SnippetRun:
-    """What one run of the snippet printed: the logged ``gotToken`` messages and the steps' acks."""
+    """What one run of the snippet printed: the logged ``gotToken`` messages, the steps' acks, the notices."""
 
     messages: list[dict[str, Any]] = field(factory=list)
     acks: list[Any] = field(factory=list)
+    notices: list[tuple[Any, Any]] = field(factory=list)  # (payload, meta), as NOTICE_HARNESS logs them
+    order: list[str] = field(factory=list)  # what each printed line was: "gotToken", "ack" or "notice"
 
     @property
     def only_message(self) -> dict[str, Any]:
@@ -58,13 +63,13 @@ class OldClient:
         loaded: dict[str, str] = json.loads(self.storage.read_text())
         return loaded
 
-    async def run(self, *steps: str, transport: str = "", timeout: float = 20) -> SnippetRun:
+    async def run(self, *steps: str, transport: str = "", timeout: float = 20, harness: Path = HARNESS) -> SnippetRun:
         env = {k: v for k, v in os.environ.items() if not k.startswith("SNIPPET_")}
         if transport:
             env["SNIPPET_TRANSPORT"] = transport
         process = await asyncio.create_subprocess_exec(
             self.node,
-            str(HARNESS),
+            str(harness),
             self.url,
             str(self.storage),
             *steps,
@@ -78,7 +83,7 @@ class OldClient:
         except TimeoutError:
             process.kill()
             await process.wait()
-            pytest.fail(f"node {HARNESS.name} did not finish within {timeout}s")
+            pytest.fail(f"node {harness.name} did not finish within {timeout}s")
         stdout, stderr = out.decode(), err.decode()
         assert process.returncode == 0, f"exit {process.returncode}\nstdout:\n{stdout}\nstderr:\n{stderr}"
         run = SnippetRun()
@@ -86,8 +91,13 @@ class OldClient:
             printed = json.loads(line)
             if isinstance(printed, dict) and set(printed) == {"ack"}:
                 run.acks.append(printed["ack"])
+                run.order.append("ack")
+            elif isinstance(printed, list) and len(printed) == 3 and printed[0] == "notice":
+                run.notices.append((printed[1], printed[2]))
+                run.order.append("notice")
             else:
                 run.messages.append(printed)
+                run.order.append("gotToken")
         return run
 
 
@@ -195,3 +205,48 @@ async def test_a_junk_token_is_replaced(deployment: Deployment, old_client: OldC
     token = assert_got_token(run.only_message, errors="Session Not Found", status="invalid")
     assert old_client.stored() == {"token": token}
     assert await deployment.row(token) is not None
+
+
+async def test_the_snippet_with_a_notice_handler_gets_what_waited_for_it_once(
+    deployment: Deployment, old_client: OldClient
+) -> None:
+    """The snippet verbatim plus four lines (``socket.on("notice", (payload, meta, ack) => ...)``).
+
+    A notice sent while it was away arrives after its ``gotToken`` when it comes back with its
+    stored token; once it acknowledged it, the next run does not get it again.
+    """
+    user = f"node-{secrets.token_hex(4)}"
+    login = await old_client.run(f"login:{user}", harness=NOTICE_HARNESS)
+    assert login.acks == [{"ok": True}]
+    assert [m["status"] for m in login.messages] == ["created", "rotated"]
+    token = login.messages[-1]["token"]
+    assert old_client.stored() == {"token": token}  # the snippet stored the rotated token
+    assert login.notices == []
+
+    async with Client(deployment.server.url) as sender:
+        sent = await sender.call("demo:notify", {"userId": user, "text": "while you were away"})
+        assert sent == {"ok": True, "queued": 1}
+    back = await old_client.run("notices:1", harness=NOTICE_HARNESS)
+    assert assert_got_token(back.only_message, errors="", status="resumed") == token
+    assert back.order == ["gotToken", "notice"]
+    payload, meta = back.notices[0]
+    assert payload == {"text": "while you were away"}
+    assert set(meta) == {"id", "sentAt", "replayed"}
+    assert meta["replayed"] is True
+
+    # Acknowledged: the next run gets only what was sent since (a later id comes after any earlier one).
+    async with Client(deployment.server.url) as sender:
+        sent = await sender.call("demo:notify", {"userId": user, "text": "since"})
+        assert sent == {"ok": True, "queued": 1}
+    later = await old_client.run("notices:1", harness=NOTICE_HARNESS)
+    assert assert_got_token(later.only_message, errors="", status="resumed") == token
+    assert [(p, m["id"]) for p, m in later.notices] == [({"text": "since"}, meta["id"] + 1)]
+    store = deployment.store()
+    await store.open()
+    try:
+        deadline = time.monotonic() + 5
+        while await store.pending(Token(token).digest, now=time.time()):
+            assert time.monotonic() < deadline, "the second acknowledgement was not stored"
+            await asyncio.sleep(0.05)
+    finally:
+        await store.close()
