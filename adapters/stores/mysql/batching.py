@@ -55,6 +55,9 @@ class GroupCommit:
         self._queue: list[_Job] = []
         self._flusher: asyncio.Task[None] | None = None
         self.batches = 0  # how many multi-operation batches ran (for tests and benchmarks)
+        self.reruns = (
+            0  # batches refused whole (a deadlock, a Galera certification conflict, ...) and re-run one by one
+        )
 
     async def submit(self, payload: Payload, *, idempotent: bool, key: bytes) -> Outcome:
         """Run ``payload`` in the next batch; its outcome once that batch committed.
@@ -97,7 +100,9 @@ class GroupCommit:
         except pymysql.err.MySQLError:
             # An operation was refused (too large, a deadlock, ...); the transaction was
             # rolled back, so nothing of this batch is stored. Run each alone, in order,
-            # so each caller gets its own answer.
+            # so each caller gets its own answer. On Galera, a batch that loses a certification
+            # conflict at COMMIT (1213) comes here too: it was not applied anywhere.
+            self.reruns += 1
             for job in batch:
                 await self._alone(job)
             return
