@@ -18,7 +18,12 @@ class SessionKeyMissing(SessionError):
 
 
 class StoreUnavailable(SessionError):
-    """The session store cannot be reached right now; nothing was written."""
+    """The session store cannot be reached, or did not answer within the operation's bound.
+
+    Nothing is acknowledged then. A write that reached the database before its
+    connection died, or that a stalled cluster committed after the bound, may
+    have landed: it is never repeated blindly, so its outcome is unknown.
+    """
 
 
 class SchemaMissing(SessionError):

@@ -40,7 +40,7 @@ IDLE_TTL = 86400.0
 ABSOLUTE_TTL = 30 * 86400.0
 MAX_BYTES = 65536
 _TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]{32,64}")
-_ERRORS = {"created": "", "resumed": "", "expired": "Session Expired", "not_found": "Session Not Found"}
+_ERRORS = {"created": "", "resumed": "", "rotated": "", "expired": "Session Expired", "not_found": "Session Not Found"}
 _ERRORS["invalid"] = "Session Not Found"
 
 

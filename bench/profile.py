@@ -118,7 +118,7 @@ async def profile(args: argparse.Namespace, db: Database, workdir: Path) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--phase", default="set", choices=("new", "resume", "set", "get", "shared"))
+    parser.add_argument("--phase", default="set", choices=("new", "resume", "set", "get", "shared", "notify"))
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")

@@ -16,7 +16,15 @@ from urllib.parse import urlsplit
 
 import aiosqlite
 
-from adapters.stores.ddl import DEFAULT_TABLE, check_columns, check_table_name, ddl, mailbox_table, upgrade_ddl
+from adapters.stores.ddl import (
+    DEFAULT_TABLE,
+    check_columns,
+    check_table_name,
+    ddl,
+    mailbox_table,
+    statements,
+    upgrade_ddl,
+)
 from adapters.stores.rows import (
     ADDED_FOR_MAILBOX,
     COLUMNS,
@@ -103,9 +111,17 @@ class SQLiteStore:
             async with db.execute(f"PRAGMA table_info({self.sql_name})") as cursor:
                 present = [str(row[1]) for row in await cursor.fetchall()]
             lacking = {name for name in COLUMNS if name not in {p.lower() for p in present}}
-            if present and lacking == set(ADDED_FOR_MAILBOX):
-                # Made before the mailbox: the store owns its file, so it upgrades it.
-                await db.executescript(upgrade_ddl("sqlite", self.table))
+            if present and lacking and lacking <= set(ADDED_FOR_MAILBOX):
+                # Made before the mailbox: the store owns its file, so it upgrades it. In one
+                # transaction, and only what is missing: executescript commits each ALTER on its own,
+                # so a process that died between them left a file that no open could finish
+                # (tests/integration/test_mailbox_schema.py, the upgrade cut short).
+                adding = [
+                    s
+                    for s in statements(upgrade_ddl("sqlite", self.table))
+                    if any(f"COLUMN {c} " in s for c in lacking)
+                ]
+                await db.executescript("BEGIN;\n" + ";\n".join(adding) + ";\nCOMMIT;")
             elif present:
                 check_columns(f"table `{self.table}` in SQLite file {self.path}", present, "sqlite")
             await db.executescript(ddl("sqlite", self.table))
