@@ -102,10 +102,14 @@ class Mailboxes:
         event, text = self._checked(event, payload)
         listed = await self._user_sessions(user_id)
         given = await self._send(listed, event, text)
-        if len(given) < len(listed):
-            # Some session moved to a new token between the listing and the send (a login
-            # rotates it): it is still the user's, under a digest the listing could not know.
-            moved = await self._user_sessions(user_id) - listed
+        missed = {created for digest, created in listed.items() if digest not in given}
+        if missed:
+            # A listed session moved to a new token between the listing and the send (a login
+            # rotates it): it is still the user's, under a digest the listing could not know. It
+            # is found again by its creation time, which moves with it, so that a session that got
+            # the message and rotated afterwards is not sent it twice (under a second id).
+            again = await self._user_sessions(user_id)
+            moved = {digest for digest, created in again.items() if digest not in listed and created in missed}
             if moved:
                 given |= await self._send(moved, event, text)
         return len(given)
@@ -113,9 +117,10 @@ class Mailboxes:
     def _checked(self, event: str, payload: JSON) -> tuple[str, str]:
         return check_event(event), self.policy.encode_payload(payload)
 
-    async def _user_sessions(self, user_id: str) -> set[bytes]:
+    async def _user_sessions(self, user_id: str) -> dict[bytes, float]:
+        """The user's live sessions: digest -> when the session was created."""
         found = await self.sessions.store.list_user(user_id, now=self.sessions.clock.now())
-        return {digest for digest, _ in found}
+        return {digest: session.created for digest, session in found}
 
     async def _send(self, digests: Collection[bytes], event: str, text: str) -> dict[bytes, int]:
         if not digests:

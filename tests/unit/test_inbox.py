@@ -204,3 +204,37 @@ async def test_an_acknowledgement_the_store_cannot_take_leaves_the_message_for_n
     again = await bound(mail, handle.token.value)
     await later.inbox.open(again.token, again.session)
     assert later.ids == [1]
+
+
+async def test_a_user_send_finds_a_session_that_moved_before_it_and_doubles_none_that_moved_after(
+    store: MemoryStore, mail: Mailboxes
+) -> None:
+    clock = mail.sessions.clock
+    assert isinstance(clock, FakeClock)
+    handles = []
+    for _ in range(3):
+        handles.append(await bound(mail))
+        await handles[-1].login("alice")
+        clock.advance(0.001)  # sessions are told apart by their creation time
+    moved_before, moved_after, ended = (h.token.digest for h in handles)
+    send = store.send
+    calls = 0
+
+    async def racing(digests: Collection[bytes], *args: object, **kwargs: object) -> dict[bytes, int]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:  # between the listing and the send: one session rotates, one ends
+            now = clock.now()
+            await store.rotate(moved_before, b"B" * 32, now=now, idle_deadline=now + 60, max_bytes=65536)
+            await store.delete(ended)
+        given = await send(digests, *args, **kwargs)  # type: ignore[arg-type]
+        if calls == 1:  # right after it: another rotates with the message
+            now = clock.now()
+            await store.rotate(moved_after, b"A" * 32, now=now, idle_deadline=now + 60, max_bytes=65536)
+        return given
+
+    store.send = racing  # type: ignore[method-assign]
+    assert await mail.send_to_user("alice", "notice", "hi") == 2
+    now = clock.now()
+    assert [m.id for m in await store.pending(b"B" * 32, now=now)] == [1]
+    assert [m.id for m in await store.pending(b"A" * 32, now=now)] == [1]  # once, not again under id 2
