@@ -126,6 +126,23 @@ async function drive(tally, op, errors = tally) {
   }
 }
 
+/** `op` every `interval` seconds from a random start until the window ends (late ones go at once, not skipped). */
+async function paced(tally, op, interval, errors) {
+  let next = now() + Math.random() * interval;
+  while (next < tally.end) {
+    await sleep(next - now());
+    next += interval;
+    const began = now();
+    let outcome;
+    try {
+      outcome = await op();
+    } catch (error) {
+      outcome = describe(error).slice(0, 200);
+    }
+    (typeof outcome === "string" ? errors : tally).record(began, outcome);
+  }
+}
+
 /** What one writer was told about its writes: the last acked value per key, and unsure ones after it. */
 class Writes {
   constructor(token) {
@@ -270,6 +287,7 @@ class SocketLoad {
     this.firstIndex = firstIndex;
     this.socks = [];
     this.held = [];
+    this.interval = 0; // the paced phase: seconds between one socket's sends
   }
 
   async connect() {
@@ -288,7 +306,10 @@ class SocketLoad {
     if (phase === "resume") await this.prepareResume(params.tokens ?? []);
     else if (phase === "set") await this.prepareSet();
     else if (phase === "shared") await this.prepareShared(String(params.token));
-    else if (phase === "notify") await this.prepareNotify(Number(params.clients));
+    else if (phase === "notify" || phase === "paced") {
+      await this.prepareNotify(Number(params.clients));
+      this.interval = Number(params.interval ?? 0);
+    }
     return {};
   }
 
@@ -407,14 +428,16 @@ class SocketLoad {
     };
   }
 
-  /** The notify phase: each socket sends to the next socket's user again and again; the receivers count.
+  /** The notify phases: each socket sends to the next socket's user; the receivers count.
    *
-   * An operation is a delivery: its latency runs from the sender's call to the receiver's `notice`
-   * (same process, or the same clock in another). The send's own round trip (stored, then acked)
-   * is kept apart, as `send_latencies`. A message that arrives out of id order, twice, or marked
-   * replayed is an error.
+   * `notify`: each socket sends again as soon as its last send was answered (as fast as the server
+   * goes); `paced`: each one every `interval` seconds from a random start (a fixed rate well below
+   * both systems' capacity, so that the latency is the path's, not a queue's). An operation is a
+   * delivery: its latency runs from the sender's call to the receiver's `notice` (same process, or
+   * the same clock in another). The send's own round trip (stored, then acked) is kept apart, as
+   * `send_latencies`. A message that arrives out of id order, twice, or marked replayed is an error.
    */
-  async runNotify(tally) {
+  async runNotify(tally, interval) {
     const sends = new Tally(tally.start, tally.end);
     for (const sock of this.socks) {
       let last = 0;
@@ -432,14 +455,17 @@ class SocketLoad {
       const reply = await sock.call("demo:notify", { userId: sock.target, text: String(now()) });
       return reply?.ok === true && reply.queued === 1 ? null : `reply ${JSON.stringify(reply)}`;
     };
-    await Promise.all(this.socks.map((sock) => drive(sends, send(sock), tally)));
+    const loop = (sock) =>
+      interval > 0 ? paced(sends, send(sock), interval, tally) : drive(sends, send(sock), tally);
+    await Promise.all(this.socks.map(loop));
     // Whatever is still on its way is acknowledged, not counted.
     for (const sock of this.socks) sock.onNotice = null;
     return { send_latencies: sends.latencies.map((x) => Math.round(x * 1e7) / 1e7) };
   }
 
   async run(phase, tally) {
-    if (phase === "notify") return await this.runNotify(tally);
+    if (phase === "notify") return await this.runNotify(tally, 0);
+    if (phase === "paced") return await this.runNotify(tally, this.interval);
     const ops = this.socks.map((s) => this.op(phase, s)); // an unprepared phase fails before any load
     await Promise.all(ops.map((op) => drive(tally, op)));
     if (phase !== "set" && phase !== "shared") return {};

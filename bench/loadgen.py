@@ -90,6 +90,21 @@ async def drive(tally: Tally, op: Op, errors: Tally | None = None) -> None:
             await asyncio.sleep(0.01)  # a dead server must not turn this into a busy loop
 
 
+async def paced(tally: Tally, op: Op, interval: float, errors: Tally) -> None:
+    """``op`` every ``interval`` seconds from a random start until the window ends (late ones go at once)."""
+    upcoming = time.monotonic() + random.random() * interval  # noqa: S311 (a schedule, not a secret)
+    while upcoming < tally.end:
+        await asyncio.sleep(max(0.0, upcoming - time.monotonic()))
+        upcoming += interval
+        began = time.monotonic()
+        outcome: str | float | None
+        try:
+            outcome = await op()
+        except Exception as exc:
+            outcome = f"{type(exc).__name__}: {exc}"[:200]
+        (errors if isinstance(outcome, str) else tally).record(began, outcome)
+
+
 class Writes:
     """What one writer was told about its writes: the last acked value per key, and unsure ones after it."""
 
@@ -175,6 +190,7 @@ class SocketLoad:
         self.http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
         self.socks: list[Sock] = []
         self.held: list[Sock] = []
+        self.interval = 0.0  # the paced phase: seconds between one socket's sends
 
     async def connect(self) -> None:
         self.socks = [Sock(self.url, self.http, self.first_index + i) for i in range(self.count)]
@@ -207,8 +223,9 @@ class SocketLoad:
             for sock in self.socks:
                 sock.token = shared
                 sock.writes = Writes(shared)
-        elif phase == "notify":
+        elif phase in ("notify", "paced"):
             await self.prepare_notify(int(params.get("clients") or len(self.socks)))
+            self.interval = float(params.get("interval") or 0.0)
         return {}
 
     async def prepare_notify(self, clients: int) -> None:
@@ -226,11 +243,12 @@ class SocketLoad:
 
         await asyncio.gather(*(one(s) for s in self.socks))
 
-    async def run_notify(self, tally: Tally) -> dict[str, Any]:
-        """Each socket sends to the next socket's user again and again; a delivery is an operation.
+    async def run_notify(self, tally: Tally, interval: float) -> dict[str, Any]:
+        """Each socket sends to the next socket's user; a delivery is an operation.
 
-        As loadgen.mjs's runNotify: latency from the send call to the receiver's ``notice``;
-        the send's own round trip apart; out-of-order, repeated or replayed messages are errors.
+        As loadgen.mjs's runNotify: again as soon as answered (``notify``), or every ``interval``
+        seconds (``paced``); latency from the send call to the receiver's ``notice``; the send's
+        own round trip apart; out-of-order, repeated or replayed messages are errors.
         """
         sends = Tally(tally.start, tally.end)
 
@@ -258,7 +276,10 @@ class SocketLoad:
 
         for sock in self.socks:
             listen(sock)
-        await asyncio.gather(*(drive(sends, send(s), tally) for s in self.socks))
+        if interval > 0:
+            await asyncio.gather(*(paced(sends, send(s), interval, tally) for s in self.socks))
+        else:
+            await asyncio.gather(*(drive(sends, send(s), tally) for s in self.socks))
         for sock in self.socks:
             sock.on_notice = None  # whatever is still on its way is acknowledged, not counted
         return {"send_latencies": [round(x, 7) for x in sends.latencies]}
@@ -325,8 +346,8 @@ class SocketLoad:
         raise ValueError(f"unknown phase {phase!r}")
 
     async def run(self, phase: str, tally: Tally) -> dict[str, Any]:
-        if phase == "notify":
-            return await self.run_notify(tally)
+        if phase in ("notify", "paced"):
+            return await self.run_notify(tally, self.interval if phase == "paced" else 0.0)
         await asyncio.gather(*(drive(tally, self.op(phase, s)) for s in self.socks))
         extra: dict[str, Any] = {}
         if phase in ("set", "shared"):

@@ -11,12 +11,13 @@ these systems:
 - floor: a raw aiomysql loop doing the same single-row statements, with no Socket.IO at all
   (as many concurrent loops as clients, over a pool of ``--floor-pool`` connections, autocommit on);
 
-through seven phases, each a fixed window after a warm-up: new handshakes (``getToken``
+through eight phases, each a fixed window after a warm-up: new handshakes (``getToken``
 with an empty token), handshakes by ``auth`` at connect (connect, ``gotToken``,
 disconnect), resumes of stored tokens, ``demo:set`` with its ack, ``demo:get``,
 many sockets sharing one token writing a key each, and mailbox messages
 (``demo:notify`` from each socket to the next one's user, a delivery acknowledged by
-its receiver being the operation; not for the floor). For each: operations per second,
+its receiver being the operation; not for the floor) sent as fast as they go and at a
+fixed ``--notify-rate`` (the latency without a queue). For each: operations per second,
 p50/p99 latency, and the CPU seconds of the server process, of the database server
 and of the load generator: ``--generators`` processes of Socket.IO clients over
 websocket, Node's socket.io-client (bench/loadgen.mjs, the default: less CPU per
@@ -90,6 +91,7 @@ class Plan:
         self.replay: bool = not args.no_replay
         self.replay_runs: int = args.replay_runs if args.replay_runs is not None else (2 if args.quick else 5)
         self.replay_messages: int = args.replay_messages
+        self.notify_rate: float = args.notify_rate
 
     def as_json(self) -> dict[str, Any]:
         return dict(vars(self))
@@ -275,6 +277,8 @@ class Bench:
                     params = [{"token": token}] * len(gens)
                 elif phase == "notify":
                     params = [{"clients": clients}] * len(gens)
+                elif phase == "paced":
+                    params = [{"clients": clients, "interval": clients / self.plan.notify_rate}] * len(gens)
                 figures = await self.timed(gens, phase, server.pid if server else None, params)
                 writes += figures.pop("_writes", [])
                 results[phase] = figures
@@ -536,6 +540,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-memory", action="store_true", help="skip the memory measurement")
     parser.add_argument("--no-big", action="store_true", help="skip the 1,000,000-row resume measurement")
     parser.add_argument("--no-replay", action="store_true", help="skip the mailbox replay (bench/mailbox.py)")
+    parser.add_argument(
+        "--notify-rate", type=float, default=500.0, help="messages/s of the paced phase, all sockets together (500)"
+    )
     parser.add_argument("--replay-runs", type=int, default=None, help="mailbox replays per system (5; 2 quick)")
     parser.add_argument("--replay-messages", type=int, default=1000, help="messages waiting in a replay (1000)")
     parser.add_argument("--render", metavar="JSON", help="print the tables of a saved bench/results file and exit")
