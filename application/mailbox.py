@@ -253,6 +253,11 @@ class Inbox:
                 return
             await self._emit(thread, Message(message_id, event, payload, sent_at, 0.0), replayed=False)
 
+    @property
+    def acking(self) -> bool:
+        """Whether acknowledgements are being stored now (:meth:`drain` waits for them)."""
+        return bool(self._flushes)
+
     async def drain(self) -> None:
         """Wait until every acknowledgement received so far is stored (or failed)."""
         while self._flushes:

@@ -250,10 +250,7 @@ class SocketSessions:
         except SessionError:
             return  # expired meanwhile: the expiry watch binds a fresh one, and opens it then
         previous = inbox.digest
-        if previous is not None and previous in self._delivering:
-            self._delivering[previous].discard(sid)
-            if not self._delivering[previous]:
-                del self._delivering[previous]
+        self._unlist(sid, previous)
         # Listed before the replay: a message announced meanwhile waits for it on the inbox's lock.
         self._delivering.setdefault(token.digest, set()).add(sid)
         try:
@@ -394,13 +391,19 @@ class SocketSessions:
         self.limiter.forget(sid)
         inbox = self._inboxes.pop(sid, None)
         if inbox is not None:
-            digest = inbox.digest
-            if digest is not None and digest in self._delivering:
-                self._delivering[digest].discard(sid)
-                if not self._delivering[digest]:
-                    del self._delivering[digest]
-            # Acknowledgements that arrived before the disconnect are still stored.
-            self._keep(inbox.drain())
+            self._unlist(sid, inbox.digest)
+            if inbox.acking:
+                # Acknowledgements that arrived before the disconnect are still stored.
+                self._keep(inbox.drain())
+
+    def _unlist(self, sid: str, digest: bytes | None) -> None:
+        """Socket ``sid`` no longer delivers for the session under ``digest``."""
+        sids = None if digest is None else self._delivering.get(digest)
+        if digest is None or sids is None:
+            return
+        sids.discard(sid)
+        if not sids:
+            del self._delivering[digest]
 
     async def _answer(self, sid: str, handle: SessionHandle, presented: object) -> Message:
         return await answer_handshake(handle, presented, limiter=self.limiter, key=sid)
