@@ -12,7 +12,10 @@ from application.user_sessions import cap_user_sessions
 from domain.errors import InvalidValue, SessionTooLarge
 from domain.session import Change, Session
 from domain.token import Token
-from domain.values import JSON, check_key, check_user_id, encode
+from domain.values import JSON, check_key, check_user_id, encode, encoded_size
+
+# How old a view may be for a write to be refused as too large on its word alone (see _apply).
+_SIZE_FRESH = 1.0
 
 Rebound = Callable[[Handshake | None], Awaitable[None]]
 """Called after the handle moved to another token (rotated, or a fresh session), or with None when
@@ -45,6 +48,8 @@ class SessionHandle:
         self._session: Session | None = None
         self._ended = False
         self._pending = 0  # writes waiting for the lock or holding it
+        self._sized: tuple[Session, int] | None = None  # a view and its encoded size, once measured
+        self._measured_at = -_SIZE_FRESH  # when a write found the view too full and reloaded it
         # asyncio.Lock wakes waiters first-come first-served, and a call reaches
         # ``acquire`` before its first suspension, so the lock order is the call order.
         self._lock = asyncio.Lock()
@@ -163,6 +168,20 @@ class SessionHandle:
         """Write ``change`` to the live session; the caller holds the lock."""
         token, session = self._require_live()
         sessions = self._sessions
+        size = self._size_after(session, change) if change.sets else None
+        if size is not None and size > sessions.max_bytes:
+            # The view says it cannot fit: refuse here, so the store never runs a write it would
+            # refuse (the database's JSON work on a full session, and in a group-commit batch a
+            # round trip more for the others). Another connection may have made room meanwhile:
+            # a view older than a second is reloaded first.
+            if sessions.clock.now() - self._measured_at >= _SIZE_FRESH:
+                if not await self._reload():
+                    self._end(token, "write to ended session")
+                self._measured_at = sessions.clock.now()
+                token, session = self._require_live()
+                size = self._size_after(session, change)
+            if size > sessions.max_bytes:
+                raise SessionTooLarge(f"the session would be {size} bytes; the maximum is {sessions.max_bytes}")
         now = sessions.clock.now()
         version = await sessions.store.write(
             token.digest,
@@ -174,6 +193,15 @@ class SessionHandle:
         if version is None:
             self._end(token, "write to ended session")
         self._session = session.with_change(change, now, sessions.policy.slide(session.deadlines, now), version)
+        if size is not None:
+            self._sized = (self._session, size)
+
+    def _size_after(self, session: Session, change: Change) -> int:
+        """The view's size after ``change``: known from the last write through this handle, else measured once."""
+        sized = self._sized
+        if sized is None or sized[0] is not session:
+            sized = self._sized = (session, encoded_size(session.data))
+        return change.size_after(session.data, sized[1])
 
     async def _rotate(self, change: Change | None = None, user_id: str | None = None) -> tuple[Token, Handshake]:
         """Move the live session to a fresh token (writing ``change``, recording ``user_id``).

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
+from collections import Counter
 from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
@@ -150,3 +151,122 @@ async def test_a_lone_node_that_dies_is_unavailable_not_a_failover(
         assert store.health()["node"] == f"127.0.0.1:{first.port}"
     finally:
         await asyncio.wait_for(store.close(), 5)
+
+
+# -- what is not a failed node -------------------------------------------------------------------
+
+
+async def _write_load(store: MySQLStore, seconds: float) -> Counter[str]:
+    """Writes, health probes and new sessions together for ``seconds``: what each call answered."""
+    answered: Counter[str] = Counter()
+    digests = [secrets.token_bytes(32) for _ in range(8)]
+    for d in digests:
+        await store.insert(d, _session())
+    stop = time.monotonic() + seconds
+
+    async def worker(i: int) -> None:
+        n = 0
+        while time.monotonic() < stop:
+            n += 1
+            now = time.time()
+            try:
+                if i % 3 == 0:
+                    await store.ping()
+                elif i % 3 == 1:
+                    await store.insert(secrets.token_bytes(32), _session())
+                else:
+                    d = digests[i % len(digests)]
+                    change = Change(sets={f"k{i}-{n}": encode(n)})
+                    await store.write(d, change, now=now, idle_deadline=POLICY.idle_deadline(now), max_bytes=65536)
+                answered["ok"] += 1
+            except StoreUnavailable:
+                answered["StoreUnavailable"] += 1
+
+    await asyncio.gather(*(worker(i) for i in range(30)))
+    return answered
+
+
+def _session() -> Session:
+    now = time.time()
+    return Session(data={}, created=now, deadlines=POLICY.open(now), last_seen=now)
+
+
+async def test_a_busy_pool_is_unavailable_on_the_same_node_never_a_failover(
+    proxies: tuple[TcpProxy, TcpProxy], table: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A wait for a pooled connection past the bound says so, and the store stays on its node."""
+    first, second = proxies
+    store = MySQLStore(MySQLConfig.from_url(_url_for(first.port, second.port), table=table, pool_size=2))
+    await store.open()
+    try:
+        held = asyncio.Event()
+        release = asyncio.Event()
+
+        async def hold() -> None:
+            async with store.connection.dedicated():
+                held.set()
+                await release.wait()
+
+        holders = [asyncio.create_task(hold()) for _ in range(2)]  # the whole pool, busy
+        await held.wait()
+        await asyncio.sleep(0.1)
+        with pytest.raises(StoreUnavailable, match=f"no connection to MySQL at 127.0.0.1:{first.port} free"):
+            await store.fetch(secrets.token_bytes(32))
+        with pytest.raises(StoreUnavailable):
+            await store.insert(secrets.token_bytes(32), _session())
+        release.set()
+        await asyncio.gather(*holders)
+
+        answered = await _write_load(store, 5.0)
+        await _probes_done(store)
+        print(f"\npool of 2, 30 callers for 5 s: {dict(answered)}; failovers {store.connection.failovers}")
+        assert answered["ok"] > 0
+        assert store.connection.failovers == 0
+        assert store.health()["node"] == f"127.0.0.1:{first.port}"
+        assert "stopped answering" not in caplog.text
+    finally:
+        await store.close()
+
+
+async def test_a_statement_slow_past_the_bound_on_a_healthy_node_is_not_a_failover(
+    proxies: tuple[TcpProxy, TcpProxy], table: str
+) -> None:
+    first, second = proxies
+    store = MySQLStore(MySQLConfig.from_url(_url_for(first.port, second.port), table=table))
+    await store.open()
+    try:
+        with pytest.raises(StoreUnavailable, match=f"MySQL at 127.0.0.1:{first.port} did not answer"):
+            await store.connection.run("SELECT SLEEP(3)", (), idempotent=True)
+        await _probes_done(store)  # a fresh connection answered SELECT 1: the node is alive
+        assert store.connection.failovers == 0
+        assert store.health()["node"] == f"127.0.0.1:{first.port}"
+    finally:
+        await store.close()
+
+
+async def test_a_silent_node_is_left_once_a_fresh_connection_to_it_cannot_answer(
+    proxies: tuple[TcpProxy, TcpProxy], table: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    first, second = proxies
+    store = MySQLStore(MySQLConfig.from_url(_url_for(first.port, second.port), table=table))
+    await store.open()
+    try:
+        digest = secrets.token_bytes(32)
+        await store.insert(digest, _session())
+        first.freeze()  # no byte passes any more; connections stay open
+        with pytest.raises(StoreUnavailable, match=f"MySQL at 127.0.0.1:{first.port} did not answer"):
+            await store.fetch(digest)
+        await _probes_done(store)
+        assert store.connection.failovers == 1
+        assert f"MySQL node 127.0.0.1:{first.port} stopped answering" in caplog.text
+        assert await store.fetch(digest) is not None  # through the second node
+        assert store.health()["node"] == f"127.0.0.1:{second.port}"
+    finally:
+        await asyncio.wait_for(store.close(), 10)
+
+
+async def _probes_done(store: MySQLStore) -> None:
+    """Wait for a probe of a silent node to end (it is bounded by the operation's bound; this wait is generous)."""
+    async with asyncio.timeout(30):
+        while store.connection._probing is not None:
+            await asyncio.sleep(0.05)

@@ -6,15 +6,19 @@ import asyncio
 import secrets
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 
 import aiomysql
 import pymysql
 import pytest
 
+from adapters.clock import SystemClock
 from adapters.stores.ddl import drop_tables
 from adapters.stores.mysql import MySQLConfig, MySQLStore, hexkey
 from adapters.stores.mysql.statements import RowWrite, batch
+from application.handle import SessionHandle
+from application.sessions import Sessions
+from domain.errors import SessionTooLarge
 from domain.expiry import ExpiryPolicy
 from domain.session import Change, Session
 from tests.support.stores import mysql_url
@@ -237,3 +241,89 @@ async def test_a_write_told_it_landed_has_landed_whatever_the_nows_in_its_batch(
         if version is not None:
             assert found is not None
             assert key in found.data, (key, version)
+
+
+async def test_a_write_the_store_refuses_stays_alone_and_its_batch_commits_the_rest(store: MySQLStore) -> None:
+    """A write that would make its session too large, in a batch with others: refused by name, the
+    others committed in that same batch (not re-run one by one), their versions exact."""
+    full, busy = await new_row(store), await new_row(store)
+    others = [await new_row(store) for _ in range(10)]
+    fill = Change(sets={"fill": '"' + "x" * 60000 + '"'})
+    await store.write(full, fill, now=NOW, idle_deadline=NOW + 100, max_bytes=65536)
+    too_much = Change(sets={"big": '"' + "y" * 9000 + '"'})
+
+    def write(digest: bytes, change: Change) -> Awaitable[int | None]:
+        return store.write(digest, change, now=NOW, idle_deadline=NOW + 100, max_bytes=65536)
+
+    # The first goes out alone at once; the rest queue behind it and form one batch.
+    results = await asyncio.gather(
+        write(busy, Change(sets={"k": "0"})),
+        *(write(d, Change(sets={"k": "1"})) for d in others[:5]),
+        write(full, too_much),
+        *(write(d, Change(sets={"k": "1"})) for d in others[5:]),
+        return_exceptions=True,
+    )
+    refused = results[6]
+    assert isinstance(refused, SessionTooLarge)
+    assert [r for i, r in enumerate(results) if i != 6] == [1] + [1] * 10
+    assert (store.group.refused, store.group.reruns, store.group.batches) == (1, 0, 1)
+    found = await store.fetch(full)
+    assert found is not None
+    assert (set(found.data), found.version) == ({"fill"}, 1)
+
+
+async def _writers(sessions: Sessions, seconds: float, *, spoiler: SessionHandle | None) -> tuple[int, list[str]]:
+    """20 sockets writing to their own sessions for ``seconds`` (each write awaited), and, with
+    ``spoiler``, one socket keeping 30 writes in flight that would make its nearly full session too
+    large. Returns the acknowledged count and what the spoiler's writes were told."""
+    handles = [SessionHandle(sessions) for _ in range(20)]
+    for handle in handles:
+        await handle.handshake("")
+    stop = time.monotonic() + seconds
+    acked = 0
+    told: list[str] = []
+
+    async def writer(handle: SessionHandle) -> None:
+        nonlocal acked
+        n = 0
+        while time.monotonic() < stop:
+            n += 1
+            await handle.set("n", n)
+            acked += 1
+
+    async def spoil(handle: SessionHandle) -> None:
+        while time.monotonic() < stop:
+            await asyncio.sleep(0.01)  # a round trip of the wire and the server's own work on the event
+            try:
+                await handle.set("big", "y" * 9000)
+            except SessionTooLarge as exc:
+                told.append(type(exc).__name__)
+
+    tasks = [writer(h) for h in handles]
+    if spoiler is not None:
+        tasks += [spoil(spoiler) for _ in range(30)]
+    await asyncio.gather(*tasks)
+    return acked, told
+
+
+async def test_one_socket_s_over_limit_writes_never_reach_the_store_nor_slow_the_others(store: MySQLStore) -> None:
+    """The handle knows its session's size: a write that cannot fit is refused before it joins a batch."""
+    sessions = Sessions(store, SystemClock(), policy=POLICY, max_bytes=65536)
+    spoiler = SessionHandle(sessions)
+    await spoiler.handshake("")
+    await spoiler.set("fill", "x" * 60000)
+    alone, _ = await _writers(sessions, 3.0, spoiler=None)
+    batches_alone = store.group.batches
+    spoiled, told = await _writers(sessions, 3.0, spoiler=spoiler)
+    batches_spoiled = store.group.batches - batches_alone
+    print(
+        f"\n20 writers for 3 s: {alone} acknowledged in {batches_alone} merged batches; beside one socket keeping"
+        f" 30 over-limit writes in flight: {spoiled} in {batches_spoiled} ({spoiled / alone:.2f} of the"
+        f" throughput, {batches_spoiled / batches_alone:.2f} of the batches); {len(told)} refused, of which"
+        f" by the store: {store.refusals}"
+    )
+    assert told
+    assert set(told) == {"SessionTooLarge"}
+    assert store.refusals == 0  # refused by the handle, before any batch
+    assert (store.group.refused, store.group.reruns) == (0, 0)
+    assert set(spoiler.session.data) == {"fill"}

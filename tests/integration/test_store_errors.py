@@ -56,7 +56,7 @@ async def test_a_wrong_password_is_store_unavailable_in_the_servers_words_and_is
     assert message.startswith(f"MySQL at {c.host}:{c.port} refused: (1045) Access denied for user '{c.user}'@")
     assert password not in message
     assert store.retries == 0  # a refusal is final: retrying would only hammer the server
-    assert not store.connection.opened  # a failed open closed what it had made
+    assert store.connection._pool is None  # a failed open closed what it had made
 
 
 @pytest.mark.mysql

@@ -2,7 +2,7 @@
 
 Writes: while a batch is in flight, new writes queue; when it completes,
 everything queued forms the next batch, sent as one transaction (merged into
-few statements by statements.batch). Each caller is answered only after its
+few statements by statements.batch, each its own round trip). Each caller is answered only after its
 batch's COMMIT, with its own operation's outcome, so an ack still means
 stored. A write that arrives alone goes out alone, at once: batching adds no
 wait. One batch is in flight at a time (docs/decisions.md, group commit:
@@ -22,7 +22,9 @@ import pymysql
 from attrs import define, field
 
 from adapters.stores.mysql.connection import ConnectionLost, Outcome
+from adapters.stores.mysql.errors import ROLLED_BACK, error_code
 from adapters.stores.mysql.statements import Payload
+from application.errors import StoreUnavailable
 
 
 @define
@@ -30,7 +32,9 @@ class _Job:
     payload: Payload
     idempotent: bool
     key: bytes  # the row it locks: batches lock rows in key order
+    deadline: float  # loop time by which its caller stops waiting
     done: asyncio.Future[Outcome] = field(factory=lambda: asyncio.get_running_loop().create_future())
+    started: bool = False
 
 
 class GroupCommit:
@@ -38,26 +42,34 @@ class GroupCommit:
 
     ``run_one`` runs one operation alone (with the connection's retries and
     error mapping); ``run_batch`` runs several in one transaction and returns
-    their outcomes in order, raising a MySQL error for an operation the
-    server refused (nothing committed then) or :class:`ConnectionLost` when
-    the connection died.
+    their outcomes in order (the named error of an operation refused alone,
+    the others applied), raising a MySQL error when the server refused or
+    rolled back the whole transaction (nothing committed then) or
+    :class:`ConnectionLost` when the connection failed.
+
+    Every caller waits at most ``timeout`` in all, in the queue included: a
+    job still queued then is dropped unrun; one in flight has an unknown
+    outcome. Either way its caller gets :class:`StoreUnavailable`.
     """
 
     def __init__(
         self,
         run_one: Callable[[Payload, bool], Awaitable[Outcome]],
-        run_batch: Callable[[list[Payload]], Awaitable[list[Outcome]]],
+        run_batch: Callable[[list[Payload]], Awaitable[list[Outcome | Exception]]],
+        *,
+        timeout: float,
         max_batch: int = 256,
     ) -> None:
         self._run_one = run_one
         self._run_batch = run_batch
+        self._timeout = timeout
         self._max_batch = max_batch
         self._queue: list[_Job] = []
         self._flusher: asyncio.Task[None] | None = None
-        self.batches = 0  # how many multi-operation batches ran (for tests and benchmarks)
-        self.reruns = (
-            0  # batches refused whole (a deadlock, a Galera certification conflict, ...) and re-run one by one
-        )
+        self.batches = 0  # how many multi-operation batches committed (for tests and benchmarks)
+        # Batches rolled back whole by the server (a deadlock, a Galera certification conflict) and run again.
+        self.reruns = 0
+        self.refused = 0  # operations refused alone (too large, ...) while the rest of their batch went on
 
     async def submit(self, payload: Payload, *, idempotent: bool, key: bytes) -> Outcome:
         """Run ``payload`` in the next batch; its outcome once that batch committed.
@@ -67,17 +79,30 @@ class GroupCommit:
         batches cannot deadlock on each other. ``idempotent``: safe to repeat
         after a lost connection (it may have landed already).
         """
-        job = _Job(payload, idempotent, key)
+        loop = asyncio.get_running_loop()
+        job = _Job(payload, idempotent, key, loop.time() + self._timeout)
         self._queue.append(job)
         if self._flusher is None:
-            self._flusher = asyncio.get_running_loop().create_task(self._flush())
-        return await job.done
+            self._flusher = loop.create_task(self._flush())
+        try:
+            async with asyncio.timeout_at(job.deadline):
+                return await asyncio.shield(job.done)
+        except TimeoutError:
+            job.done.cancel()  # nobody waits for its outcome any more
+            if job.started:
+                raise StoreUnavailable(
+                    f"the write was not acknowledged within {self._timeout} s; it may or may not have been stored"
+                ) from None
+            self._queue.remove(job)
+            raise StoreUnavailable(f"the store was too busy to take the write within {self._timeout} s") from None
 
     async def _flush(self) -> None:
         try:
             while self._queue:
                 batch = self._queue[: self._max_batch]
                 del self._queue[: self._max_batch]
+                for job in batch:
+                    job.started = True
                 await self._settle(batch)
         finally:
             self._flusher = None
@@ -87,37 +112,50 @@ class GroupCommit:
             await self._alone(batch[0])
             return
         batch.sort(key=lambda job: job.key)  # stable: same-row operations keep their order
-        try:
-            outcomes = await self._run_batch([job.payload for job in batch])
-        except ConnectionLost as exc:
-            # The COMMIT may or may not have landed: repeat only what is safe to repeat.
-            for job in batch:
-                if job.idempotent:
+        for attempt in range(3):
+            try:
+                outcomes = await self._run_batch([job.payload for job in batch])
+            except ConnectionLost as exc:
+                if not exc.maybe_committed and attempt < 2:
+                    continue  # it failed before its COMMIT was sent: nothing of it can land
+                # The COMMIT may or may not have landed: repeat only what is safe to repeat.
+                for job in batch:
+                    if job.idempotent:
+                        await self._alone(job)
+                    else:
+                        _fail(job, exc.error)
+                return
+            except pymysql.err.MySQLError as exc:
+                if error_code(exc) in ROLLED_BACK and attempt < 2:
+                    # Rolled back whole (a deadlock; on Galera, a certification conflict at
+                    # COMMIT or a brute-force abort): applied nowhere, so it may run again.
+                    self.reruns += 1
+                    await asyncio.sleep(0.005 * 2**attempt)
+                    continue
+                # Refused whole by something the batch cannot tell apart: each alone, in order,
+                # so each caller gets its own answer. Nothing of the batch was stored.
+                for job in batch:
                     await self._alone(job)
-                else:
-                    _fail(job, exc.error)
-            return
-        except pymysql.err.MySQLError:
-            # An operation was refused (too large, a deadlock, ...); the transaction was
-            # rolled back, so nothing of this batch is stored. Run each alone, in order,
-            # so each caller gets its own answer. On Galera, a batch that loses a certification
-            # conflict at COMMIT (1213) comes here too: it was not applied anywhere.
-            self.reruns += 1
-            for job in batch:
-                await self._alone(job)
-            return
-        except BaseException as exc:
-            for job in batch:
-                _fail(job, exc)
-            if not isinstance(exc, Exception):
-                raise
-            return
+                return
+            except BaseException as exc:
+                for job in batch:
+                    _fail(job, exc)
+                if not isinstance(exc, Exception):
+                    raise
+                return
+            break
         self.batches += 1
         for job, outcome in zip(batch, outcomes, strict=True):
-            if not job.done.done():
+            if isinstance(outcome, Exception):
+                self.refused += 1
+                _fail(job, outcome)
+            elif not job.done.done():
                 job.done.set_result(outcome)
 
     async def _alone(self, job: _Job) -> None:
+        if asyncio.get_running_loop().time() >= job.deadline:
+            _fail(job, StoreUnavailable("the store was too busy to take the write in time"))
+            return  # its caller stopped waiting: never run it late, unacknowledged
         try:
             outcome = await self._run_one(job.payload, job.idempotent)
         except Exception as exc:

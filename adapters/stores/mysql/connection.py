@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 import aiomysql
 import pymysql
-from attrs import frozen
+from attrs import define, frozen
 from pymysql.constants import CLIENT, ER
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential
 
@@ -41,14 +41,46 @@ class Outcome:
 
 
 class ConnectionLost(Exception):
-    """A transaction's connection failed; whether its COMMIT landed is unknown.
+    """A transaction's connection failed (or its time bound passed) before it was known to have committed.
 
     ``error`` is what the callers whose statements cannot be repeated are told.
+    ``maybe_committed`` is False when it failed before the COMMIT was sent:
+    then nothing of it can ever commit (the server rolls back a transaction
+    whose connection is gone), and all of it may be run again.
     """
 
-    def __init__(self, error: Exception) -> None:
+    def __init__(self, error: Exception, *, maybe_committed: bool) -> None:
         super().__init__(str(error))
         self.error = error
+        self.maybe_committed = maybe_committed
+
+
+class Transaction:
+    """The statements of one transaction, each sent in its own round trip (:meth:`Connection.begin`)."""
+
+    def __init__(self, cursor: aiomysql.Cursor) -> None:
+        self._cursor = cursor
+
+    async def run(self, sql: str, params: Sequence[object]) -> Outcome:
+        """Run one statement of the transaction; a refused statement raises its MySQL error.
+
+        After a refusal of the statement alone (too large, a key the server
+        cannot address) the transaction goes on without it: InnoDB rolls back
+        that statement, not the transaction. After a deadlock or a Galera
+        conflict (1213) the server rolled the whole transaction back.
+        """
+        cursor = self._cursor
+        await cursor.execute(sql, params)
+        rows = list(await cursor.fetchall()) if cursor.description else []
+        return Outcome(cursor.rowcount, rows, cursor.lastrowid)
+
+
+@define
+class _Attempt:
+    """How far one operation got: whether it held a connection (a wait for the pool is not a node failing)."""
+
+    connected: bool = False
+    committing: bool = False
 
 
 class Connection:
@@ -61,9 +93,11 @@ class Connection:
     when ``idempotent``, since they may have run.
 
     With several nodes (``config.nodes``) it uses one at a time, the first
-    that answers, and moves to the next as soon as the one in use stops
-    answering (refused, lost, shutting down, not ready, or silent past the
-    bound); the retries of the operation that noticed go to the next node.
+    that answers, and moves to the next as soon as the one in use fails: a
+    refused or lost connection, shutting down, not ready, or a fresh
+    connection that cannot run ``SELECT 1`` within the bound (tried after an
+    operation found it silent). A wait for a busy pool is never a failure of
+    the node. The retries of the operation that noticed go to the next node.
     On Galera (``wsrep_on``), every connection reads causally
     (``wsrep_sync_wait = 1``) unless ``config.causal_reads`` is off.
     """
@@ -75,7 +109,8 @@ class Connection:
         self._mariadb: bool | None = None
         self._node = 0  # index in config.nodes of the node in use
         self._galera: bool | None = None
-        self._closing: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()  # closing old pools, probing a silent node
+        self._probing: int | None = None  # the node a probe is running for
         self.retries = 0  # statements retried after a deadlock, lock wait or lost connection
         self.failovers = 0  # moves to the next node
 
@@ -94,10 +129,6 @@ class Connection:
         """Whether the node in use is a Galera cluster node (None until a pool was made)."""
         return self._galera
 
-    @property
-    def opened(self) -> bool:
-        return self._pool is not None
-
     async def open(self) -> None:
         """Create the pool and learn the server's flavour; a failed open closes what it made."""
         try:
@@ -111,11 +142,16 @@ class Connection:
             self._pool.close()
             await self._pool.wait_closed()
             self._pool = None
-        for task in list(self._closing):
+        for task in list(self._tasks):
             task.cancel()
 
+    def _background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     def _node_failed(self, node: int, exc: BaseException) -> None:
-        """The node ``node`` stopped answering: move to the next one, if there is another and we are still on it."""
+        """The node ``node`` failed: move to the next one, if there is another and we are still on it."""
         count = len(self.config.nodes)
         if count < 2 or node != self._node:
             return  # one node only, or another operation moved on already
@@ -125,15 +161,47 @@ class Connection:
         pool, self._pool, self._galera = self._pool, None, None
         if pool is not None:
             pool.close()  # idle connections now; those in use as their operations end
-            task = asyncio.get_running_loop().create_task(self._wait_closed(pool))
-            self._closing.add(task)
-            task.add_done_callback(self._closing.discard)
+            self._background(self._wait_closed(pool))
         log.warning(
             "MySQL node %s stopped answering (%s); moving to %s",
             failed,
             error_code(exc) or type(exc).__name__,
             self.where,
         )
+
+    def _suspect(self, node: int) -> None:
+        """An operation on ``node`` found it silent past the bound: probe a fresh connection, fail over if it fails.
+
+        A busy pool or a slow statement is not a dead node; a node that cannot
+        open a connection and answer ``SELECT 1`` within the bound is.
+        """
+        if len(self.config.nodes) < 2 or node != self._node or self._probing is not None:
+            return
+        self._probing = node
+        self._background(self._probe(node))
+
+    async def _probe(self, node: int) -> None:
+        c = self.config
+        host, port = c.nodes[node]
+        try:
+            async with asyncio.timeout(c.operation_timeout):
+                conn = await aiomysql.connect(
+                    host=host,
+                    port=port,
+                    user=c.user,
+                    password=c.password,
+                    db=c.database,
+                    connect_timeout=c.connect_timeout,
+                )
+                try:
+                    async with conn.cursor() as cursor:
+                        await cursor.execute("SELECT 1")
+                finally:
+                    conn.close()
+        except (TimeoutError, OSError, pymysql.err.MySQLError) as exc:
+            self._node_failed(node, exc)
+        finally:
+            self._probing = None
 
     async def _wait_closed(self, pool: aiomysql.Pool) -> None:
         try:
@@ -143,8 +211,11 @@ class Connection:
             pool.terminate()
 
     def _down(self, exc: BaseException) -> bool:
-        """Whether ``exc`` says the node in use cannot serve now (as opposed to refusing this statement)."""
-        if isinstance(exc, TimeoutError | OSError | pymysql.err.InterfaceError):
+        """Whether ``exc`` says the node in use cannot serve now (as opposed to refusing this statement).
+
+        Not a timeout: whether a silent node is down is for a probe to tell (:meth:`_suspect`).
+        """
+        if isinstance(exc, OSError | pymysql.err.InterfaceError) and not isinstance(exc, TimeoutError):
             return True
         code = error_code(exc)
         return code in NODE_DOWN or (code == ER.OPTION_PREVENTS_STATEMENT and len(self.config.nodes) > 1)
@@ -169,7 +240,10 @@ class Connection:
         return pool
 
     async def _node_pool(self) -> aiomysql.Pool:
-        """A pool on the node in use; on Galera with causal reads, one whose connections read causally."""
+        """A pool on the node in use; on Galera with causal reads, one whose connections read causally.
+
+        Its first connection is the probe of the node: if it cannot be made, the node failed.
+        """
         node = self._node
         try:
             pool = await self._create_pool()
@@ -181,7 +255,8 @@ class Connection:
             finally:
                 pool.release(conn)
         except BaseException as exc:
-            if self._down(exc if not isinstance(exc, StoreUnavailable) else exc.__cause__ or exc):
+            cause = exc.__cause__ if isinstance(exc, StoreUnavailable) and exc.__cause__ else exc
+            if self._down(cause) or isinstance(cause, TimeoutError):
                 self._node_failed(node, exc)
             raise
         galera = row is not None and str(row[1]).upper() == "ON"
@@ -215,10 +290,10 @@ class Connection:
                     # they read a stale snapshot (docs/decisions.md, autocommit).
                     autocommit=True,
                     # Affected rows = rows matched, so an UPDATE that changes nothing still says
-                    # the session exists (docs/decisions.md, FOUND_ROWS). MULTI_STATEMENTS: a
-                    # group-commit batch goes as one transaction text; safe, since every statement
-                    # is built from placeholders and a validated, quoted table name only.
-                    client_flag=CLIENT.FOUND_ROWS | CLIENT.MULTI_STATEMENTS,
+                    # the session exists (docs/decisions.md, FOUND_ROWS). No MULTI_STATEMENTS:
+                    # a transaction is never sent as one text (docs/decisions.md, Galera: no
+                    # transaction as one multi-statement text).
+                    client_flag=CLIENT.FOUND_ROWS,
                     # Strict mode: our statements signal refusals through it (statements.py).
                     # group_concat_max_len: a batch's version read-back is one GROUP_CONCAT,
                     # which MySQL 8 would cut at 1,024 bytes by default.
@@ -238,10 +313,20 @@ class Connection:
         c = self.config
         return store_error(exc, self.where, c.operation_timeout) or unavailable(exc, self.where, c.operation_timeout)
 
-    async def _once(self, sql: str, params: Sequence[object]) -> Outcome:
+    async def _acquire(self, pool: aiomysql.Pool, node: int) -> aiomysql.Connection:
+        """A pooled connection; one that cannot be opened (refused, unreachable) is the node failing."""
+        try:
+            return await pool.acquire()
+        except (OSError, pymysql.err.MySQLError) as exc:
+            if self._down(exc):
+                self._node_failed(node, exc)
+            raise
+
+    async def _once(self, sql: str, params: Sequence[object], attempt: _Attempt) -> Outcome:
         node = self._node
         pool = await self._get_pool()
-        conn = await pool.acquire()
+        conn = await self._acquire(pool, node)
+        attempt.connected = True
         try:
             async with conn.cursor() as cursor:
                 await cursor.execute(sql, params)
@@ -256,6 +341,15 @@ class Connection:
         finally:
             pool.release(conn)
 
+    def _timed_out(self, node: int, attempt: _Attempt) -> StoreUnavailable:
+        """The operation's bound passed: a busy pool, or a silent node (which a probe then tells)."""
+        c = self.config
+        where = node_name(c.nodes[node])
+        self._suspect(node)
+        if not attempt.connected:
+            return StoreUnavailable(f"no connection to MySQL at {where} free within {c.operation_timeout} s")
+        return StoreUnavailable(f"MySQL at {where} did not answer within {c.operation_timeout} s")
+
     async def run(self, sql: str, params: Sequence[object], *, idempotent: bool) -> Outcome:
         """Run one statement, retrying where that cannot apply it twice.
 
@@ -268,28 +362,31 @@ class Connection:
 
         c = self.config
         node = self._node
+        attempt = _Attempt()
         try:
             async with asyncio.timeout(c.operation_timeout):
                 # The first attempt runs bare: tenacity's machinery costs more
                 # than the statement itself on the hot path (~70 µs, measured).
                 try:
-                    return await self._once(sql, params)
+                    return await self._once(sql, params, attempt)
                 except (pymysql.err.MySQLError, OSError) as exc:
                     if not retryable(exc):
                         raise
                     self._count_retry_of(exc)
-                async for attempt in AsyncRetrying(
+                async for retry in AsyncRetrying(
                     retry=retry_if_exception(retryable),
                     stop=stop_after_attempt(3),
                     wait=wait_exponential(multiplier=0.02, max=0.2),
                     before_sleep=self._count_retry,
                     reraise=True,
                 ):
-                    with attempt:
-                        return await self._once(sql, params)
+                    with retry:
+                        node = self._node
+                        attempt = _Attempt()
+                        return await self._once(sql, params, attempt)
+        except TimeoutError as exc:
+            raise self._timed_out(node, attempt) from exc
         except (pymysql.err.MySQLError, OSError) as exc:
-            if isinstance(exc, TimeoutError):
-                self._node_failed(node, exc)  # silent for the whole bound: try another node next time
             mapped = store_error(exc, self.where, c.operation_timeout)
             if mapped is None:
                 raise
@@ -304,56 +401,92 @@ class Connection:
         # A read-only node (a standby) refused it; with several nodes, the next one may take it.
         return code == ER.OPTION_PREVENTS_STATEMENT and len(self.config.nodes) > 1
 
-    async def transaction(self, statements: Sequence[tuple[str, Sequence[object]]]) -> list[Outcome]:
-        """``statements`` between BEGIN and COMMIT, sent as one text; each one's outcome.
+    @asynccontextmanager
+    async def begin(self) -> AsyncIterator[Transaction]:
+        """A transaction: BEGIN, the block's statements, COMMIT, each its own round trip.
 
-        Raises :class:`ConnectionLost` when the connection failed (the COMMIT may
-        or may not have landed), a MySQL error when a statement was refused
-        (nothing committed), and nothing is retried here.
+        Never one multi-statement text: on Galera, a transaction aborted by a
+        replicated write midway through such a text answers OK to every
+        statement, COMMIT included, while what ran before the abort is rolled
+        back and the rest runs as autocommits (docs/decisions.md, Galera: no
+        transaction as one multi-statement text). Statement by statement, the
+        abort comes back as error 1213.
+
+        Bounded as a whole by ``operation_timeout``. When the block raises, the
+        transaction is rolled back and the error goes on. Raises
+        :class:`StoreUnavailable` when it could not start (nothing ran),
+        :class:`ConnectionLost` when the connection failed or the bound passed
+        after BEGIN, and a MySQL error as :meth:`Transaction.run` or the COMMIT
+        raised it (refused, rolled back: nothing committed). Nothing is retried here.
         """
         c = self.config
         node = self._node
+        attempt = _Attempt()
+        pool = await self._get_pool()
         try:
             async with asyncio.timeout(c.operation_timeout):
-                pool = await self._get_pool()
-                conn = await pool.acquire()
+                conn = await self._acquire(pool, node)
+                attempt.connected = True
                 try:
                     async with conn.cursor() as cursor:
-                        texts = [cursor.mogrify(sql, params) for sql, params in statements]
-                        await cursor.execute(";\n".join(["BEGIN", *texts, "COMMIT"]))
-                        outcomes = []
-                        for _ in statements:
-                            await cursor.nextset()
-                            rows = list(await cursor.fetchall()) if cursor.description else []
-                            outcomes.append(Outcome(cursor.rowcount, rows, cursor.lastrowid))
-                        await cursor.nextset()  # the COMMIT
-                        return outcomes
+                        await cursor.execute("BEGIN")
+                        yield Transaction(cursor)
+                        attempt.committing = True
+                        await cursor.execute("COMMIT")
+                except pymysql.err.MySQLError as exc:
+                    if self._down(exc) or error_code(exc) in CONNECTION_LOST or not await self._rolled_back(conn):
+                        conn.close()
+                    raise
                 except BaseException:
-                    # A refused statement leaves its transaction open: it dies with the connection.
-                    conn.close()
+                    conn.close()  # a timeout or a cancellation: this connection's state is unknown
                     raise
                 finally:
                     pool.release(conn)
-        except (pymysql.err.OperationalError, pymysql.err.InterfaceError) as exc:
+        except TimeoutError as exc:
+            unanswered = self._timed_out(node, attempt)
+            if not attempt.connected:
+                raise unanswered from exc
+            raise ConnectionLost(unanswered, maybe_committed=attempt.committing) from exc
+        except (pymysql.err.OperationalError, pymysql.err.InterfaceError, OSError) as exc:
             code = error_code(exc)
             if self._down(exc):
                 self._node_failed(node, exc)
-            if isinstance(exc, pymysql.err.InterfaceError) or code in CONNECTION_LOST or code in SHUTTING_DOWN:
-                raise ConnectionLost(unavailable(exc, self.where, c.operation_timeout)) from exc
-            raise  # refused, nothing committed: the caller runs each statement alone
-        except (TimeoutError, OSError) as exc:
-            self._node_failed(node, exc)
-            raise ConnectionLost(unavailable(exc, self.where, c.operation_timeout)) from exc
+            if (
+                isinstance(exc, pymysql.err.InterfaceError | OSError)
+                or code in CONNECTION_LOST
+                or code in SHUTTING_DOWN
+            ):
+                lost = unavailable(exc, node_name(c.nodes[node]), c.operation_timeout)
+                if not attempt.connected:
+                    raise lost from exc
+                raise ConnectionLost(lost, maybe_committed=attempt.committing) from exc
+            raise  # refused, nothing committed
+
+    async def _rolled_back(self, conn: aiomysql.Connection) -> bool:
+        """ROLLBACK after a refused statement, so the connection can go back to the pool; False if that failed."""
+        try:
+            async with conn.cursor() as cursor:
+                await cursor.execute("ROLLBACK")
+        except (pymysql.err.MySQLError, OSError):
+            return False
+        return True
+
+    async def transaction(self, statements: Sequence[tuple[str, Sequence[object]]]) -> list[Outcome]:
+        """``statements`` as one transaction (:meth:`begin`); each one's outcome, once committed."""
+        async with self.begin() as tx:
+            outcomes = [await tx.run(sql, params) for sql, params in statements]
+        return outcomes
 
     async def atomic(self, statements: Sequence[tuple[str, Sequence[object]]], *, idempotent: bool) -> list[Outcome]:
         """``statements`` as one transaction (:meth:`transaction`), within the operation's time bound.
 
-        Re-run whole when the server rolled it back (a deadlock, a lock wait)
-        and, if ``idempotent``, when the connection died under it. Raises
+        Re-run whole when the server rolled it back (a deadlock, a lock wait, a
+        Galera conflict), when its connection died before the COMMIT was sent,
+        and, if ``idempotent``, when it died during the COMMIT. Raises
         :class:`StoreUnavailable` for the store's own failures (a
-        non-idempotent transaction whose connection died may or may not have
-        committed) and any other MySQL error as it is (a refusal its statements
-        signalled: nothing committed).
+        non-idempotent transaction whose connection died during its COMMIT may
+        or may not have committed) and any other MySQL error as it is (a
+        refusal its statements signalled: nothing committed).
         """
         c = self.config
         try:
@@ -363,7 +496,7 @@ class Connection:
                     try:
                         return await self.transaction(statements)
                     except ConnectionLost as lost:
-                        if last or not idempotent:
+                        if last or (lost.maybe_committed and not idempotent):
                             raise lost.error from lost
                         self._count_retry_of(lost.__cause__ or lost)
                     except (pymysql.err.MySQLError, OSError) as exc:
@@ -384,14 +517,16 @@ class Connection:
     async def dedicated(self) -> AsyncIterator[aiomysql.Cursor]:
         """A cursor on a connection of our own for as long as needed (a purge holding a named lock).
 
-        Waiting for the connection is bounded; a failure closes the connection.
+        Waiting for the connection is bounded (a busy pool is StoreUnavailable, not a
+        failed node); a failure closes the connection.
         """
+        node = self._node
         pool = await self._get_pool()
         try:
             async with asyncio.timeout(self.config.operation_timeout):
-                conn = await pool.acquire()
+                conn = await self._acquire(pool, node)
         except TimeoutError as exc:
-            raise StoreUnavailable("no database connection free within the operation's time bound") from exc
+            raise self._timed_out(node, _Attempt()) from exc
         except (pymysql.err.MySQLError, OSError) as exc:
             raise self._named(exc) from exc
         try:
@@ -409,4 +544,4 @@ class Connection:
 
     def _count_retry_of(self, exc: BaseException) -> None:
         self.retries += 1
-        log.info("retrying after MySQL error %s", error_code(exc))
+        log.info("retrying after MySQL error %s on %s", error_code(exc) or type(exc).__name__, self.where)

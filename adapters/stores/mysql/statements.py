@@ -4,13 +4,14 @@ Every insert, write and touch is described once (:class:`NewRow`,
 :class:`RowWrite`). Alone, a description becomes one statement
 (:func:`single`); in a group-commit batch, the descriptions are merged into as
 few statements as possible (:func:`batch`), since a batch of N single-row
-statements costs MariaDB N parses and aiomysql N result packets to read in
-pure Python:
+statements costs MariaDB N parses and aiomysql N round trips to read in
+pure Python. One transaction, each line its own round trip (never one
+multi-statement text: connection.Connection.begin says why):
 
-    BEGIN;
-    INSERT … VALUES (…), (…), …;                       -- every new session
-    UPDATE … SET data = CASE id WHEN … END, … WHERE id IN (…);   -- one per round
-    SELECT GROUP_CONCAT(HEX(id), ':', version) …;       -- what the UPDATEs matched
+    BEGIN
+    INSERT … VALUES (…), (…), …                        -- every new session
+    UPDATE … SET data = CASE id WHEN … END, … WHERE id IN (…)    -- one per round
+    SELECT GROUP_CONCAT(HEX(id), ':', version) …        -- what the UPDATEs matched
     COMMIT
 
 A round holds at most one write per row, so every write keeps its own size
@@ -22,15 +23,17 @@ Refusals are signalled by the statement itself, so that they are told apart
 by error code (errors.py), never by message text: a key the server cannot
 address makes the JSON function return NULL, which strict mode refuses for
 the NOT NULL ``data`` column (1048); a session that would grow past its limit
-overflows ``version`` on purpose (1690). Either way the statement, and its
-whole transaction, writes nothing, however many writers race.
+overflows ``version`` on purpose (1690). Either way the statement writes
+nothing, however many writers race; in a batch, the store then asks which
+writes of the round were refused (:meth:`Batch.probe`, in the same
+transaction, the rows still locked) and runs the round again without them.
 """
 
 from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from attrs import frozen
 
@@ -159,98 +162,133 @@ def single(table: str, payload: Payload) -> tuple[str, list[object]]:
 
 
 def single_outcome(payload: Payload, outcome: Outcome) -> Outcome:
-    """A lone statement's outcome as the store reads it (the same shape as :func:`batch_outcomes`)."""
+    """A lone statement's outcome as the store reads it (the same shape as :meth:`Batch.outcomes`)."""
     if isinstance(payload, RowWrite) and payload.data_sql is not None and not outcome.rowcount:
         return Outcome(0, [], None)  # no live row: LAST_INSERT_ID() was not set by this statement
     return outcome
 
 
+Statement = tuple[str, list[object]]
+
+
 @frozen
-class BatchSQL:
-    """The batch as one statement text's parts, and how to read back what each write matched."""
+class Batch:
+    """A group-commit batch of ``payloads`` (sorted by row): its statements, and each payload's outcome.
 
-    statements: list[tuple[str, list[object]]]
-    # Per payload: the number of its write among the writes to its row in this batch (1-based), and
-    # how many writes that row has; (0, 0) for a touch or an insert.
-    write_numbers: list[tuple[int, int]]
-    checks_versions: bool  # the last statement is the GROUP_CONCAT read-back
+    Writes go in rounds, each naming a row at most once (:func:`batch`). A
+    round refused by the server for some of its writes (too large, a key the
+    server cannot address) is run again without them (:meth:`update` of the
+    rest): :meth:`probe` tells which they are. :meth:`outcomes` reads the
+    versions back, numbering each row's applied writes in call order.
+    """
 
+    table: str
+    payloads: tuple[Payload, ...]
+    rounds: tuple[tuple[int, ...], ...]  # indexes into payloads, one write per row each
+    now: float  # one instant for the whole batch, its latest (see batch())
 
-def batch(table: str, payloads: Sequence[Payload]) -> BatchSQL:
-    """The statements of a batch of ``payloads``, in their order (sorted by row)."""
-    statements: list[tuple[str, list[object]]] = []
-    rows = [p for p in payloads if isinstance(p, NewRow)]
-    if rows:
+    @property
+    def statements(self) -> list[Statement]:
+        """Every statement, when nothing is refused: the insert, one UPDATE per round, the read-back."""
+        found = [self.insert(), *(self.update(round_) for round_ in self.rounds), self.read_back()]
+        return [statement for statement in found if statement is not None]
+
+    def insert(self) -> Statement | None:
+        """One INSERT of every new session of the batch, if any."""
+        rows = [p for p in self.payloads if isinstance(p, NewRow)]
+        if not rows:
+            return None
         params: list[object] = [value for row in rows for value in (row.hexid, *row.values)]
         values = ", ".join([_ROW_PLACEHOLDERS] * len(rows))
-        statements.append((f"INSERT INTO {table} ({_ROW_COLUMNS}) VALUES {values}", params))
+        return f"INSERT INTO {self.table} ({_ROW_COLUMNS}) VALUES {values}", params
+
+    def writes(self, indexes: Sequence[int]) -> list[RowWrite]:
+        return [p for p in (self.payloads[i] for i in indexes) if isinstance(p, RowWrite)]
+
+    def update(self, indexes: Sequence[int]) -> Statement:
+        """One UPDATE of the writes ``indexes`` (a round, or part of one)."""
+        return _update(self.table, self.writes(indexes), self.now)
+
+    def probe(self, indexes: Sequence[int]) -> Statement:
+        """What the data writes ``indexes`` would make of their rows: hex id and the new data's LENGTH (NULL:
+        a key the server cannot address), for the live rows. Run in the batch's transaction, after a refusal."""
+        writes = [w for w in self.writes(indexes) if w.data_sql is not None]
+        params: list[object] = []
+        for w in writes:
+            params += [w.hexid, *w.data_params]
+        ids = [w.hexid for w in writes]
+        cases = " ".join(f"WHEN UNHEX(%s) THEN LENGTH({w.data_sql})" for w in writes)
+        return (
+            f"SELECT HEX(id), CASE id {cases} END FROM {self.table} FORCE INDEX (PRIMARY)"
+            f" WHERE id IN ({', '.join(['UNHEX(%s)'] * len(ids))}) AND expires > %s",
+            [*params, *ids, self.now],
+        )
+
+    def read_back(self) -> Statement | None:
+        """The versions of the rows written (what the UPDATEs matched), if the batch writes any."""
+        ids = sorted({w.hexid for w in self.writes(range(len(self.payloads)))})
+        if not ids:
+            return None
+        return (
+            f"SELECT GROUP_CONCAT(HEX(id), ':', version SEPARATOR ',') FROM {self.table} FORCE INDEX (PRIMARY)"
+            f" WHERE id IN ({', '.join(['UNHEX(%s)'] * len(ids))}) AND expires > %s",
+            [*ids, self.now],
+        )
+
+    def outcomes(self, read_back: Outcome | None, refused: Collection[int] = ()) -> list[Outcome | None]:
+        """Each payload's outcome as if its statement had run alone; None for the ``refused`` ones."""
+        versions = parse_versions(read_back.rows[0][0]) if read_back is not None else {}
+        applied: dict[str, int] = {}  # data writes applied per row so far, in call order
+        numbers: list[int] = []
+        for i, payload in enumerate(self.payloads):
+            if isinstance(payload, RowWrite) and payload.data_sql is not None and i not in refused:
+                applied[payload.hexid] = applied.get(payload.hexid, 0) + 1
+                numbers.append(applied[payload.hexid])
+            else:
+                numbers.append(0)
+        found: list[Outcome | None] = []
+        for i, payload in enumerate(self.payloads):
+            if i in refused:
+                found.append(None)
+            elif isinstance(payload, NewRow):
+                found.append(Outcome(1, [], None))  # an insert (a refused one fails the whole batch)
+            elif (version := versions.get(payload.hexid.upper())) is None:
+                found.append(Outcome(0, [], None))  # no live row
+            elif not numbers[i]:
+                found.append(Outcome(1, [], None))  # a touch: no version
+            else:
+                # The row's applied writes took versions version-count+1 … version, in call order.
+                found.append(Outcome(1, [], version - applied[payload.hexid] + numbers[i]))
+        return found
+
+
+def batch(table: str, payloads: Sequence[Payload]) -> Batch:
+    """The plan of a batch of ``payloads``, in their order (sorted by row)."""
     writes = [p for p in payloads if isinstance(p, RowWrite)]
-    if not writes:
-        return BatchSQL(statements, [(0, 0)] * len(payloads), False)
     # One instant for the whole batch, its latest: it runs after every caller's `now`, so a
     # session that expired within the batch's spread is ended for all of its writes (never
     # revived by an earlier `now`), and a row is either matched by every round or by none,
-    # which is what makes the versions read back below exact.
-    now = max(w.now for w in writes)
-    rounds, numbers = _rounds(payloads)
-    for round_ in rounds:
-        statements.append(_update(table, round_, now))
-    ids = sorted({w.hexid for w in writes})
-    statements.append(
-        (
-            f"SELECT GROUP_CONCAT(HEX(id), ':', version SEPARATOR ',') FROM {table} FORCE INDEX (PRIMARY)"
-            f" WHERE id IN ({', '.join(['UNHEX(%s)'] * len(ids))}) AND expires > %s",
-            [*ids, now],
-        )
-    )
-    return BatchSQL(statements, numbers, True)
+    # which is what makes the versions read back exact.
+    now = max((w.now for w in writes), default=0.0)
+    return Batch(table, tuple(payloads), _rounds(payloads), now)
 
 
-def batch_outcomes(payloads: Sequence[Payload], merged: BatchSQL, results: Sequence[Outcome]) -> list[Outcome]:
-    """Each payload's outcome in a merged batch, as if its statement had run alone."""
-    versions = parse_versions(results[-1].rows[0][0]) if merged.checks_versions else {}
-    return [_merged_outcome(p, n, versions) for p, n in zip(payloads, merged.write_numbers, strict=True)]
-
-
-def _merged_outcome(payload: Payload, number: tuple[int, int], versions: dict[str, int]) -> Outcome:
-    if isinstance(payload, NewRow):
-        return Outcome(1, [], None)  # an insert (a refused one fails the whole batch)
-    version = versions.get(payload.hexid.upper())
-    if version is None:
-        return Outcome(0, [], None)  # no live row
-    nth, of = number
-    # The row's writes in this batch took versions version-of+1 … version, in call order.
-    return Outcome(1, [], version - of + nth if of else None)
-
-
-def _rounds(payloads: Sequence[Payload]) -> tuple[list[list[RowWrite]], list[tuple[int, int]]]:
-    """Split the writes into rounds with at most one statement per row, keeping each row's order.
-
-    Also numbers each data write among its row's data writes (touches bump no version).
-    """
-    rounds: list[list[RowWrite]] = []
+def _rounds(payloads: Sequence[Payload]) -> tuple[tuple[int, ...], ...]:
+    """Split the writes into rounds with at most one write per row, keeping each row's order."""
+    rounds: list[list[int]] = []
     slots: dict[str, int] = {}  # rounds each row is in so far
-    counted: dict[str, int] = {}  # data writes each row has so far
-    numbered: list[tuple[str, int] | None] = []
-    for payload in payloads:
+    for i, payload in enumerate(payloads):
         if not isinstance(payload, RowWrite):
-            numbered.append(None)
             continue
         slot = slots.get(payload.hexid, 0)
         slots[payload.hexid] = slot + 1
         if slot == len(rounds):
             rounds.append([])
-        rounds[slot].append(payload)
-        if payload.data_sql is None:
-            numbered.append(None)
-        else:
-            counted[payload.hexid] = counted.get(payload.hexid, 0) + 1
-            numbered.append((payload.hexid, counted[payload.hexid]))
-    numbers = [(0, 0) if n is None else (n[1], counted[n[0]]) for n in numbered]
-    return rounds, numbers
+        rounds[slot].append(i)
+    return tuple(tuple(round_) for round_ in rounds)
 
 
-def _update(table: str, round_: list[RowWrite], now: float) -> tuple[str, list[object]]:
+def _update(table: str, round_: list[RowWrite], now: float) -> Statement:
     """One UPDATE for rows named at most once each, live at ``now``.
 
     Left to right as in :func:`single`: ``data`` takes its new value, then

@@ -19,15 +19,15 @@ from adapters.stores.ddl import check_table_name, mailbox_table
 from adapters.stores.mysql import mailbox
 from adapters.stores.mysql.batching import GroupCommit, ReadBatcher
 from adapters.stores.mysql.config import MySQLConfig
-from adapters.stores.mysql.connection import Connection, Outcome
+from adapters.stores.mysql.connection import Connection, Outcome, Transaction
 from adapters.stores.mysql.errors import TOO_LARGE, UNADDRESSABLE_KEY, error_code
 from adapters.stores.mysql.schema import Schema
 from adapters.stores.mysql.statements import (
+    Batch,
     NewRow,
     Payload,
     RowWrite,
     batch,
-    batch_outcomes,
     delete_many,
     hexkey,
     rotation,
@@ -72,9 +72,10 @@ class MySQLStore:
         self.mailbox_name = f"`{mailbox_table(self.table)}`"
         self.connection = Connection(config)
         self.schema = Schema(self.connection, self.table, self.sql_name)
-        self.group = GroupCommit(self._run_one, self._run_batch)
+        self.group = GroupCommit(self._run_one, self._run_batch, timeout=config.operation_timeout)
         self.reads: ReadBatcher[Session] = ReadBatcher(self._fetch_many)
         self.merged_batches = 0  # batches sent as merged statements (for tests and benchmarks)
+        self.refusals = 0  # writes the database refused (too large, a key it cannot address)
 
     @property
     def retries(self) -> int:
@@ -124,11 +125,50 @@ class MySQLStore:
         sql, params = single(self.sql_name, payload)
         return single_outcome(payload, await self._run(sql, params, idempotent=idempotent))
 
-    async def _run_batch(self, payloads: list[Payload]) -> list[Outcome]:
-        merged = batch(self.sql_name, payloads)
-        results = await self.connection.transaction(merged.statements)
+    async def _run_batch(self, payloads: list[Payload]) -> list[Outcome | Exception]:
+        """One transaction for the batch; each payload's outcome, or the named error of a refused write.
+
+        A refused write stays alone: its round runs again without it, in the same transaction.
+        """
+        plan = batch(self.sql_name, payloads)
+        refused: dict[int, Exception] = {}
+        async with self.connection.begin() as tx:
+            if (insert := plan.insert()) is not None:
+                await tx.run(*insert)
+            for round_ in plan.rounds:
+                await self._write_round(tx, plan, round_, refused)
+            read_back = plan.read_back()
+            versions = await tx.run(*read_back) if read_back is not None else None
         self.merged_batches += 1
-        return batch_outcomes(payloads, merged, results)
+        outcomes = plan.outcomes(versions, refused)
+        return [refused[i] if outcome is None else outcome for i, outcome in enumerate(outcomes)]
+
+    async def _write_round(
+        self, tx: Transaction, plan: Batch, round_: tuple[int, ...], refused: dict[int, Exception]
+    ) -> None:
+        try:
+            await tx.run(*plan.update(round_))
+            return
+        except pymysql.err.MySQLError as exc:
+            if error_code(exc) not in (TOO_LARGE, UNADDRESSABLE_KEY):
+                raise
+            refusal = exc
+        # InnoDB rolled back that statement alone and keeps its row locks: ask which writes it refused.
+        lengths = {str(hexid): length for hexid, length in (await tx.run(*plan.probe(round_))).rows}
+        for i in round_:
+            write = plan.payloads[i]
+            if not isinstance(write, RowWrite) or write.data_sql is None or write.hexid.upper() not in lengths:
+                continue  # a touch is never refused; a row no longer live is not written
+            length = lengths[write.hexid.upper()]
+            if length is None:
+                refused[i] = InvalidKey("the session store cannot address one of these keys")
+            elif int(length) > write.max_bytes:
+                refused[i] = SessionTooLarge(f"the session would exceed {write.max_bytes} bytes")
+        rest = tuple(i for i in round_ if i not in refused)
+        if len(rest) == len(round_):
+            raise refusal  # none found refused: the batch fails whole and each write runs alone
+        if rest:
+            await tx.run(*plan.update(rest))
 
     async def _atomic(self, statements: Sequence[tuple[str, Sequence[object]]], *, idempotent: bool) -> list[Outcome]:
         try:
@@ -181,10 +221,14 @@ class MySQLStore:
             idle_deadline=idle_deadline,
             max_bytes=max_bytes,
         )
-        with _refusals(max_bytes):
-            # Deadlocks are retried; a connection lost mid-UPDATE is not, as the write
-            # may have landed: the caller gets StoreUnavailable, not a double write.
-            outcome = await self.group.submit(payload, idempotent=False, key=digest)
+        try:
+            with _refusals(max_bytes):
+                # Deadlocks are retried; a connection lost mid-UPDATE is not, as the write
+                # may have landed: the caller gets StoreUnavailable, not a double write.
+                outcome = await self.group.submit(payload, idempotent=False, key=digest)
+        except (SessionTooLarge, InvalidKey):
+            self.refusals += 1
+            raise
         if outcome.rowcount and outcome.last_id is not None:
             return outcome.last_id
         return None  # no live session under this digest
