@@ -48,7 +48,8 @@ class SessionHandle:
         self._session: Session | None = None
         self._ended = False
         self._pending = 0  # writes waiting for the lock or holding it
-        self._sized: tuple[Session, int] | None = None  # a view and its encoded size, once measured
+        # A view and its encoded size once measured (exact: True), or a bound of it (False).
+        self._sized: tuple[Session, int, bool] | None = None
         self._measured_at = -_SIZE_FRESH  # when a write found the view too full and reloaded it
         # asyncio.Lock wakes waiters first-come first-served, and a call reaches
         # ``acquire`` before its first suspension, so the lock order is the call order.
@@ -168,8 +169,8 @@ class SessionHandle:
         """Write ``change`` to the live session; the caller holds the lock."""
         token, session = self._require_live()
         sessions = self._sessions
-        size = self._size_after(session, change) if change.sets else None
-        if size is not None and size > sessions.max_bytes:
+        sized = self._size_after(session, change) if change.sets else None
+        if sized is not None and sized[0] > sessions.max_bytes:
             # The view says it cannot fit: refuse here, so the store never runs a write it would
             # refuse (the database's JSON work on a full session, and in a group-commit batch a
             # round trip more for the others). Another connection may have made room meanwhile:
@@ -179,8 +180,8 @@ class SessionHandle:
                     self._end(token, "write to ended session")
                 self._measured_at = sessions.clock.now()
                 token, session = self._require_live()
-                size = self._size_after(session, change)
-            if size > sessions.max_bytes:
+                sized = self._size_after(session, change)
+            if (size := sized[0]) > sessions.max_bytes:
                 raise SessionTooLarge(f"the session would be {size} bytes; the maximum is {sessions.max_bytes}")
         now = sessions.clock.now()
         version = await sessions.store.write(
@@ -193,15 +194,26 @@ class SessionHandle:
         if version is None:
             self._end(token, "write to ended session")
         self._session = session.with_change(change, now, sessions.policy.slide(session.deadlines, now), version)
-        if size is not None:
-            self._sized = (self._session, size)
+        if sized is not None:
+            self._sized = (self._session, *sized)
 
-    def _size_after(self, session: Session, change: Change) -> int:
-        """The view's size after ``change``: known from the last write through this handle, else measured once."""
+    def _size_after(self, session: Session, change: Change) -> tuple[int, bool]:
+        """The view's size after ``change``, or a bound of it that fits (cheaper, and all a write needs).
+
+        Known from the last write through this handle, else measured once. A
+        bound is kept as long as it stays under the limit; when it no longer
+        does, the view is measured again and the exact size taken.
+        """
         sized = self._sized
         if sized is None or sized[0] is not session:
-            sized = self._sized = (session, encoded_size(session.data))
-        return change.size_after(session.data, sized[1])
+            sized = self._sized = (session, encoded_size(session.data), True)
+        _, size, exact = sized
+        if (bound := size + change.growth_bound()) <= self._sessions.max_bytes:
+            return bound, False
+        if not exact:
+            size = encoded_size(session.data)
+            self._sized = (session, size, True)
+        return change.size_after(session.data, size), True
 
     async def _rotate(self, change: Change | None = None, user_id: str | None = None) -> tuple[Token, Handshake]:
         """Move the live session to a fresh token (writing ``change``, recording ``user_id``).

@@ -43,6 +43,14 @@ class Change:
             result[key] = json.loads(text)
         return result
 
+    def growth_bound(self) -> int:
+        """At most how many bytes this change can add to a session's compact JSON, whatever it holds.
+
+        A key's JSON string is at most 6 bytes per UTF-8 byte (``\\u00XX``) and
+        its quotes; its value text is exact; a colon and a comma join them.
+        """
+        return sum(6 * len(key.encode("utf-8")) + 4 + len(text.encode("utf-8")) for key, text in self.sets.items())
+
     def size_after(self, data: Mapping[str, JSON], size: int) -> int:
         """``encoded_size(self.apply(data))``, given ``size == encoded_size(data)``, without encoding ``data`` again.
 

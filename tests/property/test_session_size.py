@@ -29,3 +29,9 @@ def test_the_prediction_depends_on_the_change_not_on_the_order_of_keys(data: dic
     reordered = dict(reversed(list(data.items())))
     size = encoded_size(data)
     assert change.size_after(reordered, size) == change.size_after(data, size)
+
+
+@given(datas, changes)
+def test_no_write_grows_a_session_by_more_than_its_bound(data: dict[str, JSON], change: Change) -> None:
+    """The cheap bound a handle keeps instead of measuring: never below the size a write makes."""
+    assert encoded_size(change.apply(data)) <= encoded_size(data) + change.growth_bound()

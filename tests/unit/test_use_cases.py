@@ -367,3 +367,57 @@ async def test_a_listener_that_fails_does_not_keep_the_others_from_hearing(sessi
     sessions.subscribe(Relay())
     await sessions.announce_ended({b"x" * 32})
     assert heard == [frozenset({b"x" * 32})]
+
+
+class _CountingStore(MemoryStore):
+    """Counts the writes and reads that reach the store."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+        self.fetches = 0
+
+    async def write(self, digest: bytes, change: Change, **kwargs: Any) -> int | None:
+        self.writes += 1
+        return await super().write(digest, change, **kwargs)
+
+    async def fetch(self, digest: bytes) -> Any:
+        self.fetches += 1
+        return await super().fetch(digest)
+
+
+async def test_a_write_the_view_says_cannot_fit_is_refused_before_the_store_is_asked(clock: FakeClock) -> None:
+    store = _CountingStore()
+    sessions = Sessions(store, clock, max_bytes=100)
+    handle = await opened(sessions)
+    await handle.set("fill", "x" * 80)
+    writes, fetches = store.writes, store.fetches
+    for _ in range(5):
+        with pytest.raises(SessionTooLarge):
+            await handle.set("more", "y" * 30)
+    assert store.writes == writes  # the store never ran a write it would refuse
+    assert store.fetches == fetches + 1  # the view was reloaded once, then trusted while fresh
+    clock.advance(2)
+    with pytest.raises(SessionTooLarge):
+        await handle.set("more", "y" * 30)
+    assert store.fetches == fetches + 2  # older than a second: reloaded before refusing
+
+
+async def test_a_write_that_fits_once_another_tab_made_room_goes_through(clock: FakeClock) -> None:
+    store = _CountingStore()
+    sessions = Sessions(store, clock, max_bytes=100)
+    phone = await opened(sessions)
+    await phone.set("fill", "x" * 80)
+    tab = await opened(sessions, phone.token.value)
+    await tab.delete("fill")  # the phone's view still holds it
+    await phone.set("more", "y" * 30)
+    assert dict(phone.session.data) == {"more": "y" * 30}
+
+
+async def test_many_small_writes_keep_a_bound_and_refuse_nothing_that_fits(sessions: Sessions) -> None:
+    handle = await opened(sessions)
+    for n in range(500):  # the bound grows with each write; the handle measures again when it must
+        await handle.set("n", n)
+    await handle.set("fill", "z" * 900)
+    with pytest.raises(SessionTooLarge):
+        await handle.set("fill2", "z" * 200)
