@@ -327,3 +327,32 @@ async def test_one_socket_s_over_limit_writes_never_reach_the_store_nor_slow_the
     assert store.refusals == 0  # refused by the handle, before any batch
     assert (store.group.refused, store.group.reruns) == (0, 0)
     assert set(spoiler.session.data) == {"fill"}
+
+
+async def test_a_batch_of_one_statement_reads_back_exactly_the_rows_it_wrote_even_on_a_fresh_connection() -> None:
+    """No transaction: the UPDATE keeps what it matched in a session variable and a SELECT reads it back.
+    The first batch on a new connection must see every row (MariaDB reads a variable never set on the
+    connection as a constant NULL: the init command sets it), and a row that expired is not claimed."""
+    for _ in range(3):  # each time a new store: new connections
+        table = f"it_{secrets.token_hex(5)}"
+        store = MySQLStore(MySQLConfig.from_url(mysql_url(), table=table, pool_size=2))
+        await store.migrate()
+        try:
+            first = await new_row(store)
+            live = [await new_row(store) for _ in range(6)]
+            gone = [await new_row(store, now=NOW - POLICY.idle_ttl - 5) for _ in range(2)]
+            before = store._batch_number
+
+            # The first goes out alone; the others queue behind it and go as one UPDATE.
+            versions = await asyncio.gather(*(_set_k(store, d) for d in [first, *live, *gone]))
+            assert store._batch_number > before  # went the one-statement way
+            assert versions == [1] + [1] * len(live) + [None] * len(gone)
+            again = await asyncio.gather(*(_set_k(store, d) for d in [first, *live]))
+            assert again == [2] * (1 + len(live))
+        finally:
+            await store.connection.run(drop_tables(table), (), idempotent=True)
+            await store.close()
+
+
+def _set_k(store: MySQLStore, digest: bytes) -> Awaitable[int | None]:
+    return store.write(digest, Change(sets={"k": "1"}), now=NOW, idle_deadline=NOW + 100, max_bytes=65536)

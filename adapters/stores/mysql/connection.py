@@ -260,19 +260,25 @@ class Connection:
                 self._node_failed(node, exc)
             raise
         galera = row is not None and str(row[1]).upper() == "ON"
-        if galera and self.config.causal_reads:
+        if galera:
             pool.close()
             await pool.wait_closed()
-            pool = await self._create_pool(causal=True)
+            pool = await self._create_pool(galera=True)
         self._galera = galera
         return pool
 
-    async def _create_pool(self, *, causal: bool = False) -> aiomysql.Pool:
+    async def _create_pool(self, *, galera: bool = False) -> aiomysql.Pool:
         c = self.config
         host, port = self.node
-        # wsrep_sync_wait = 1: each SELECT first waits until this node applied every write the
-        # cluster had acknowledged, so a read through one node sees a write made through another.
-        causality = ", wsrep_sync_wait = 1" if causal else ""
+        # wsrep_retry_autocommit = 0: an autocommit statement aborted by a replicated write comes
+        # back as error 1213, which the store retries whole, instead of being run again by the
+        # server: a batch's UPDATE keeps what it matched in a session variable, which a silent
+        # second run would add to (statements.collected). wsrep_sync_wait = 1: each SELECT first
+        # waits until this node applied every write the cluster had acknowledged, so a read
+        # through one node sees a write made through another.
+        causality = ""
+        if galera:
+            causality = ", wsrep_retry_autocommit = 0" + (", wsrep_sync_wait = 1" if c.causal_reads else "")
         try:
             return await asyncio.wait_for(
                 aiomysql.create_pool(
@@ -296,11 +302,15 @@ class Connection:
                     client_flag=CLIENT.FOUND_ROWS,
                     # Strict mode: our statements signal refusals through it (statements.py).
                     # group_concat_max_len: a batch's version read-back is one GROUP_CONCAT,
-                    # which MySQL 8 would cut at 1,024 bytes by default.
+                    # which MySQL 8 would cut at 1,024 bytes by default. @_ss_batch and
+                    # @_ss_versions (statements.collected) are set before any statement uses
+                    # them: MariaDB 10.11 reads a variable never set on the connection as a
+                    # constant NULL for the whole statement, so the first batch on a fresh
+                    # connection kept only its last row.
                     init_command=(
                         "SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION',"
-                        f" innodb_lock_wait_timeout = {int(c.lock_wait_timeout)}, group_concat_max_len = 1048576"
-                        f"{causality}"
+                        f" innodb_lock_wait_timeout = {int(c.lock_wait_timeout)}, group_concat_max_len = 1048576,"
+                        f" @_ss_batch = 0, @_ss_versions = ''{causality}"
                     ),
                 ),
                 timeout=c.operation_timeout,
@@ -402,8 +412,13 @@ class Connection:
         return code == ER.OPTION_PREVENTS_STATEMENT and len(self.config.nodes) > 1
 
     @asynccontextmanager
-    async def begin(self) -> AsyncIterator[Transaction]:
+    async def begin(self, *, autocommit: bool = False) -> AsyncIterator[Transaction]:
         """A transaction: BEGIN, the block's statements, COMMIT, each its own round trip.
+
+        With ``autocommit``, no BEGIN and no COMMIT: the block's statements
+        commit each on its own, one after another on the same connection (a
+        batch that is one statement, and a read of what it left in a session
+        variable).
 
         Never one multi-statement text: on Galera, a transaction aborted by a
         replicated write midway through such a text answers OK to every
@@ -429,10 +444,14 @@ class Connection:
                 attempt.connected = True
                 try:
                     async with conn.cursor() as cursor:
-                        await cursor.execute("BEGIN")
+                        if autocommit:
+                            attempt.committing = True  # from the first statement on, something may land
+                        else:
+                            await cursor.execute("BEGIN")
                         yield Transaction(cursor)
-                        attempt.committing = True
-                        await cursor.execute("COMMIT")
+                        if not autocommit:
+                            attempt.committing = True
+                            await cursor.execute("COMMIT")
                 except pymysql.err.MySQLError as exc:
                     if self._down(exc) or error_code(exc) in CONNECTION_LOST or not await self._rolled_back(conn):
                         conn.close()

@@ -205,9 +205,23 @@ class Batch:
     def writes(self, indexes: Sequence[int]) -> list[RowWrite]:
         return [p for p in (self.payloads[i] for i in indexes) if isinstance(p, RowWrite)]
 
-    def update(self, indexes: Sequence[int]) -> Statement:
-        """One UPDATE of the writes ``indexes`` (a round, or part of one)."""
-        return _update(self.table, self.writes(indexes), self.now)
+    def update(self, indexes: Sequence[int], *, collect: int | None = None) -> Statement:
+        """One UPDATE of the writes ``indexes`` (a round, or part of one).
+
+        With ``collect``, it also keeps what it matched on the connection, for
+        :func:`collected` to read back: then a batch of one round needs no
+        transaction (:attr:`one_statement`).
+        """
+        return _update(self.table, self.writes(indexes), self.now, collect)
+
+    @property
+    def one_statement(self) -> bool:
+        """Whether the batch is one statement: inserts only, or one round of writes with no insert.
+
+        Such a batch needs no transaction: one statement is atomic on its own.
+        """
+        inserts = any(isinstance(p, NewRow) for p in self.payloads)
+        return (inserts and not self.rounds) or (not inserts and len(self.rounds) == 1)
 
     def probe(self, indexes: Sequence[int]) -> Statement:
         """What the data writes ``indexes`` would make of their rows: hex id and the new data's LENGTH (NULL:
@@ -288,7 +302,7 @@ def _rounds(payloads: Sequence[Payload]) -> tuple[tuple[int, ...], ...]:
     return tuple(tuple(round_) for round_ in rounds)
 
 
-def _update(table: str, round_: list[RowWrite], now: float) -> Statement:
+def _update(table: str, round_: list[RowWrite], now: float, collect: int | None = None) -> Statement:
     """One UPDATE for rows named at most once each, live at ``now``.
 
     Left to right as in :func:`single`: ``data`` takes its new value, then
@@ -322,15 +336,33 @@ def _update(table: str, round_: list[RowWrite], now: float) -> Statement:
     deadline = "CASE id " + " ".join(["WHEN UNHEX(%s) THEN %s"] * len(round_)) + " END"
     for w in round_:
         params += [w.hexid, w.idle_deadline]
+    last_seen = "%s"
+    if collect is not None:
+        # Each row matched appends `HEX(id):version` (its new version: assignments run left to
+        # right) to @_ss_versions, which a SELECT on the same connection reads back (collected()).
+        # @_ss_batch names the statement that wrote it, so a value left by an earlier one is never
+        # read as this one's. The condition is never true: last_seen is set to now. Both assignments
+        # sit in one sum, so both run for every row (MariaDB 10.11 skipped the second operand of
+        # an OR here; tests/integration/test_mysql_store.py reads back what a batch matched).
+        last_seen = (
+            "IF(LENGTH(@_ss_versions := CONCAT_WS(',', IF(@_ss_batch <=> %s, @_ss_versions, NULL),"
+            " CONCAT(HEX(id), ':', version))) + (@_ss_batch := %s) < 0, NULL, %s)"
+        )
+        params += [collect, collect]
     params += [now, *(w.hexid for w in round_), now]
     sql = (
         f"UPDATE {table} FORCE INDEX (PRIMARY) SET data = {data},"
         f" version = IF(LENGTH(data) <= {limit}, version + {bump}, {_TOO_LARGE}),"
         f" expires = LEAST(GREATEST(expires, {deadline}), absolute_expires),"
-        " last_seen = %s"
+        f" last_seen = {last_seen}"
         f" WHERE id IN ({', '.join(['UNHEX(%s)'] * len(round_))}) AND expires > %s"
     )
     return sql, params
+
+
+def collected(number: int) -> Statement:
+    """What the UPDATE built with ``collect=number`` matched: the read-back's text, or NULL for nothing."""
+    return "SELECT IF(@_ss_batch <=> %s, @_ss_versions, NULL)", [number]
 
 
 def parse_versions(text: str | bytes | None) -> dict[str, int]:

@@ -28,6 +28,7 @@ from adapters.stores.mysql.statements import (
     Payload,
     RowWrite,
     batch,
+    collected,
     delete_many,
     hexkey,
     rotation,
@@ -76,6 +77,7 @@ class MySQLStore:
         self.reads: ReadBatcher[Session] = ReadBatcher(self._fetch_many)
         self.merged_batches = 0  # batches sent as merged statements (for tests and benchmarks)
         self.refusals = 0  # writes the database refused (too large, a key it cannot address)
+        self._batch_number = 0  # names each one-statement batch's read-back (statements.collected)
 
     @property
     def retries(self) -> int:
@@ -131,6 +133,13 @@ class MySQLStore:
         A refused write stays alone: its round runs again without it, in the same transaction.
         """
         plan = batch(self.sql_name, payloads)
+        if plan.one_statement and self.connection.mariadb:
+            try:
+                return await self._run_one_statement(plan)
+            except pymysql.err.MySQLError as exc:
+                if error_code(exc) not in (TOO_LARGE, UNADDRESSABLE_KEY):
+                    raise
+                # Refused whole (nothing applied): the transaction below finds which write it was.
         refused: dict[int, Exception] = {}
         async with self.connection.begin() as tx:
             if (insert := plan.insert()) is not None:
@@ -142,6 +151,26 @@ class MySQLStore:
         self.merged_batches += 1
         outcomes = plan.outcomes(versions, refused)
         return [refused[i] if outcome is None else outcome for i, outcome in enumerate(outcomes)]
+
+    async def _run_one_statement(self, plan: Batch) -> list[Outcome | Exception]:
+        """A batch of one statement: no transaction, so one round trip (inserts) or two (writes).
+
+        The UPDATE keeps what it matched in a session variable, read back on
+        the same connection: exact, as a read-back inside a transaction would
+        be, without BEGIN and COMMIT. MariaDB only: MySQL 8 deprecates
+        assigning variables in expressions.
+        """
+        self._batch_number += 1
+        number = self._batch_number
+        versions = None
+        async with self.connection.begin(autocommit=True) as tx:
+            if (insert := plan.insert()) is not None:
+                await tx.run(*insert)
+            else:
+                await tx.run(*plan.update(plan.rounds[0], collect=number))
+                versions = await tx.run(*collected(number))
+        self.merged_batches += 1
+        return [outcome or Outcome(0, [], None) for outcome in plan.outcomes(versions)]  # none refused
 
     async def _write_round(
         self, tx: Transaction, plan: Batch, round_: tuple[int, ...], refused: dict[int, Exception]
