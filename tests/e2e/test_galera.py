@@ -490,7 +490,7 @@ async def test_a_node_killed_under_write_load_fails_over_keeps_every_acknowledge
     print(
         f"\ngalera SIGKILL node {victim} under load ({len(writers)} writers):"
         f" A's first write acknowledged {a_back:.2f}s after the kill, B's {b_back:.2f}s"
-        f" (issue 13: under 5 s; a figure, not a verdict);"
+        f" (a figure, not a verdict);"
         f" longest time without an ack: A {longest_gap(on_a):.2f}s, B {longest_gap(on_b):.2f}s;"
         f" acknowledged A {sum(len(w.acked) for w in on_a)}, B {sum(len(w.acked) for w in on_b)};"
         f" answered with an error (fine: never acknowledged) A {dict(a_failed)}, B {dict(b_failed)};"

@@ -87,6 +87,9 @@ class GroupCommit:
         try:
             async with asyncio.timeout_at(job.deadline):
                 return await asyncio.shield(job.done)
+        except asyncio.CancelledError:
+            job.done.cancel()  # its caller is gone: its outcome is nobody's (it still runs, unacknowledged)
+            raise
         except TimeoutError:
             job.done.cancel()  # nobody waits for its outcome any more
             if job.started:
