@@ -15,11 +15,11 @@ out together as one ``SELECT … WHERE id IN (…)``; each caller gets its row.
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
 import pymysql
-from attrs import define, field
 
 from adapters.stores.mysql.connection import ConnectionLost, Outcome
 from adapters.stores.mysql.errors import ROLLED_BACK, error_code
@@ -27,14 +27,18 @@ from adapters.stores.mysql.statements import Payload
 from application.errors import StoreUnavailable
 
 
-@define
 class _Job:
-    payload: Payload
-    idempotent: bool
-    key: bytes  # the row it locks: batches lock rows in key order
-    deadline: float  # loop time by which its caller stops waiting
-    done: asyncio.Future[Outcome] = field(factory=lambda: asyncio.get_running_loop().create_future())
-    started: bool = False
+    __slots__ = ("deadline", "done", "idempotent", "key", "payload", "started")
+
+    def __init__(
+        self, payload: Payload, idempotent: bool, key: bytes, deadline: float, loop: asyncio.AbstractEventLoop
+    ):
+        self.payload = payload
+        self.idempotent = idempotent
+        self.key = key  # the row it locks: batches lock rows in key order
+        self.deadline = deadline  # loop time by which its caller is answered
+        self.done: asyncio.Future[Outcome] = loop.create_future()
+        self.started = False
 
 
 class GroupCommit:
@@ -49,7 +53,9 @@ class GroupCommit:
 
     Every caller waits at most ``timeout`` in all, in the queue included: a
     job still queued then is dropped unrun; one in flight has an unknown
-    outcome. Either way its caller gets :class:`StoreUnavailable`.
+    outcome. Either way its caller gets :class:`StoreUnavailable`. One timer
+    serves every job (the oldest unanswered one's deadline): a timer per
+    write cost more than the rest of group commit.
     """
 
     def __init__(
@@ -65,6 +71,8 @@ class GroupCommit:
         self._timeout = timeout
         self._max_batch = max_batch
         self._queue: list[_Job] = []
+        self._waiting: deque[_Job] = deque()  # every job not yet answered (and some answered), oldest first
+        self._timer: asyncio.TimerHandle | None = None
         self._flusher: asyncio.Task[None] | None = None
         self.batches = 0  # how many multi-operation batches committed (for tests and benchmarks)
         # Batches rolled back whole by the server (a deadlock, a Galera certification conflict) and run again.
@@ -80,24 +88,38 @@ class GroupCommit:
         after a lost connection (it may have landed already).
         """
         loop = asyncio.get_running_loop()
-        job = _Job(payload, idempotent, key, loop.time() + self._timeout)
+        job = _Job(payload, idempotent, key, loop.time() + self._timeout, loop)
         self._queue.append(job)
+        self._waiting.append(job)
+        if self._timer is None:
+            self._timer = loop.call_at(job.deadline, self._expire)
         if self._flusher is None:
             self._flusher = loop.create_task(self._flush())
-        try:
-            async with asyncio.timeout_at(job.deadline):
-                return await asyncio.shield(job.done)
-        except asyncio.CancelledError:
-            job.done.cancel()  # its caller is gone: its outcome is nobody's (it still runs, unacknowledged)
-            raise
-        except TimeoutError:
-            job.done.cancel()  # nobody waits for its outcome any more
+        # A caller that goes away cancels its future: its outcome is nobody's (it still runs, unacknowledged).
+        return await job.done
+
+    def _expire(self) -> None:
+        """Answer every job past its deadline; arm the timer for the next one."""
+        self._timer = None
+        waiting = self._waiting
+        now = asyncio.get_running_loop().time()
+        while waiting and (waiting[0].done.done() or waiting[0].deadline <= now):
+            job = waiting.popleft()
+            if job.done.done():
+                continue
             if job.started:
-                raise StoreUnavailable(
-                    f"the write was not acknowledged within {self._timeout} s; it may or may not have been stored"
-                ) from None
-            self._queue.remove(job)
-            raise StoreUnavailable(f"the store was too busy to take the write within {self._timeout} s") from None
+                job.done.set_exception(
+                    StoreUnavailable(
+                        f"the write was not acknowledged within {self._timeout} s; it may or may not have been stored"
+                    )
+                )
+            else:
+                self._queue.remove(job)  # never run late, unacknowledged
+                job.done.set_exception(
+                    StoreUnavailable(f"the store was too busy to take the write within {self._timeout} s")
+                )
+        if waiting:
+            self._timer = asyncio.get_running_loop().call_at(waiting[0].deadline, self._expire)
 
     async def _flush(self) -> None:
         try:

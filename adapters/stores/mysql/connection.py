@@ -58,8 +58,9 @@ class ConnectionLost(Exception):
 class Transaction:
     """The statements of one transaction, each sent in its own round trip (:meth:`Connection.begin`)."""
 
-    def __init__(self, cursor: aiomysql.Cursor) -> None:
+    def __init__(self, cursor: aiomysql.Cursor, *, autocommit: bool) -> None:
         self._cursor = cursor
+        self._autocommit = autocommit
 
     async def run(self, sql: str, params: Sequence[object]) -> Outcome:
         """Run one statement of the transaction; a refused statement raises its MySQL error.
@@ -73,6 +74,26 @@ class Transaction:
         await cursor.execute(sql, params)
         rows = list(await cursor.fetchall()) if cursor.description else []
         return Outcome(cursor.rowcount, rows, cursor.lastrowid)
+
+    async def run_and_read(
+        self, statement: tuple[str, Sequence[object]], read: tuple[str, Sequence[object]]
+    ) -> tuple[Outcome, Outcome]:
+        """One autocommit ``statement``, then ``read`` (of what it left on the connection), as one text.
+
+        One round trip instead of two, and only outside a transaction: the
+        statement commits on its own before the read starts, so no transaction
+        is ever open across the two (a transaction is never sent as one text:
+        :meth:`Connection.begin`). If the statement fails, the server runs
+        nothing after it and its error is raised.
+        """
+        if not self._autocommit:
+            raise RuntimeError("run_and_read is for statements that commit on their own (begin(autocommit=True))")
+        cursor = self._cursor
+        text = cursor.mogrify(statement[0], statement[1]) + ";\n" + cursor.mogrify(read[0], read[1])
+        await cursor.execute(text)
+        first = Outcome(cursor.rowcount, [], cursor.lastrowid)
+        await cursor.nextset()
+        return first, Outcome(cursor.rowcount, list(await cursor.fetchall()), cursor.lastrowid)
 
 
 @define
@@ -296,10 +317,11 @@ class Connection:
                     # they read a stale snapshot (docs/decisions.md, autocommit).
                     autocommit=True,
                     # Affected rows = rows matched, so an UPDATE that changes nothing still says
-                    # the session exists (docs/decisions.md, FOUND_ROWS). No MULTI_STATEMENTS:
-                    # a transaction is never sent as one text (docs/decisions.md, Galera: no
-                    # transaction as one multi-statement text).
-                    client_flag=CLIENT.FOUND_ROWS,
+                    # the session exists (docs/decisions.md, FOUND_ROWS). MULTI_STATEMENTS for one
+                    # use only, Transaction.run_and_read: an autocommit statement and a read. A
+                    # transaction is never sent as one text (docs/decisions.md, Galera: no
+                    # transaction as one multi-statement text); Connection.begin sends each alone.
+                    client_flag=CLIENT.FOUND_ROWS | CLIENT.MULTI_STATEMENTS,
                     # Strict mode: our statements signal refusals through it (statements.py).
                     # group_concat_max_len: a batch's version read-back is one GROUP_CONCAT,
                     # which MySQL 8 would cut at 1,024 bytes by default. @_ss_batch and
@@ -448,7 +470,7 @@ class Connection:
                             attempt.committing = True  # from the first statement on, something may land
                         else:
                             await cursor.execute("BEGIN")
-                        yield Transaction(cursor)
+                        yield Transaction(cursor, autocommit=autocommit)
                         if not autocommit:
                             attempt.committing = True
                             await cursor.execute("COMMIT")

@@ -153,12 +153,13 @@ class MySQLStore:
         return [refused[i] if outcome is None else outcome for i, outcome in enumerate(outcomes)]
 
     async def _run_one_statement(self, plan: Batch) -> list[Outcome | Exception]:
-        """A batch of one statement: no transaction, so one round trip (inserts) or two (writes).
+        """A batch of one statement: no transaction, and one round trip.
 
         The UPDATE keeps what it matched in a session variable, read back on
-        the same connection: exact, as a read-back inside a transaction would
-        be, without BEGIN and COMMIT. MariaDB only: MySQL 8 deprecates
-        assigning variables in expressions.
+        the same connection in the same text (``Transaction.run_and_read``):
+        exact, as a read-back inside a transaction would be, without BEGIN and
+        COMMIT. MariaDB only: MySQL 8 deprecates assigning variables in
+        expressions.
         """
         self._batch_number += 1
         number = self._batch_number
@@ -167,8 +168,7 @@ class MySQLStore:
             if (insert := plan.insert()) is not None:
                 await tx.run(*insert)
             else:
-                await tx.run(*plan.update(plan.rounds[0], collect=number))
-                versions = await tx.run(*collected(number))
+                _, versions = await tx.run_and_read(plan.update(plan.rounds[0], collect=number), collected(number))
         self.merged_batches += 1
         return [outcome or Outcome(0, [], None) for outcome in plan.outcomes(versions)]  # none refused
 
