@@ -43,11 +43,27 @@ NODES = (1, 2, 3)
 SYNC_TIMEOUT = 60.0  # a state transfer takes 2-5 s here; long enough for a loaded 2-core machine
 _SOCKET_PATH_MAX = 100  # a Unix socket path must fit in 108 bytes
 # Galera's defaults evict a node that stopped answering after evs.suspect_timeout (PT5S): until then
-# every commit, and every read with wsrep_sync_wait, waits on the survivors (measured here: about
-# 6.2 s from SIGKILL to the next commit). With these, about 3 s. Galera checks them together:
-# keepalive_period must stay below suspect_timeout / 3, and a set it refuses may stop mariadbd with
-# an unrelated-looking "Failed to read thread schedparams: System error: 3 (No such process)".
-QUICK_EVICTION = ("evs.keepalive_period=PT0.5S", "evs.suspect_timeout=PT2S", "evs.inactive_timeout=PT3S")
+# every commit, and every read with wsrep_sync_wait, waits on the survivors (measured here: 6.0-6.3 s
+# from SIGKILL to the next commit). With these, 3.0-3.4 s, idle or beside 4 busy loops.
+# Galera's rules (gcomm/src/evs_proto.cpp), checked at start (a set it refuses may stop mariadbd with
+# an unrelated-looking "Failed to read thread schedparams: System error: 3 (No such process)"):
+# keepalive_period <= suspect_timeout / 3, inactive_check_period <= suspect_timeout / 2,
+# keepalive_period <= install_timeout <= inactive_timeout; install_timeout defaults to inactive_timeout / 2.
+# One rule it does not check: install_timeout well above suspect_timeout. After an eviction the
+# survivors agree on the new view, and each must hear the other within install_timeout, or it
+# declares it inactive and ends alone, non-primary (the two then stayed non-primary: quorum lost).
+# The set used here before (suspect PT2S, inactive PT3S, so install PT1.5S) lost quorum after a
+# SIGKILL in CI ("install timer expired"), and here whenever a survivor stalled during the change
+# (SIGSTOP, as a loaded host pauses a process): quorum kept 0 of 5 times with a 1.0 s stall, 1 of 10
+# with 1.5 s. These keep Galera's inactive and install timeouts: kept 10 of 10 with 1.5 s, 4 of 5 with
+# 1.9 s. A stall past suspect_timeout evicts the stalled survivor too (kept 2 of 3 at 2.5 s, Galera's
+# defaults 3 of 3): the price of a quick eviction.
+QUICK_EVICTION = (
+    "evs.keepalive_period=PT0.5S",
+    "evs.suspect_timeout=PT2S",
+    "evs.inactive_timeout=PT15S",
+    "evs.install_timeout=PT7.5S",
+)
 
 Rows = tuple[tuple[Any, ...], ...]
 
