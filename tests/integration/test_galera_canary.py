@@ -31,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any
 
 import pymysql
@@ -292,6 +292,41 @@ def test_one_text_transactions_lose_writes_and_still_say_ok(cluster: GaleraClust
         )
 
 
+Worker = Callable[[Connection, Tables, Iterator[int], Tally], Awaitable[None]]
+
+
+async def _on_both_nodes(
+    cluster: GaleraCluster, tables: Tables, worker: Worker, txns: Iterator[int], tally: Tally
+) -> float:
+    """``worker`` on ``CONNECTIONS_PER_NODE`` tasks a node, through our Connection, sharing ``txns``; its seconds."""
+    connections = [
+        Connection(
+            MySQLConfig.from_url(
+                cluster.node_url(node),
+                table=tables.hot,
+                pool_size=CONNECTIONS_PER_NODE,
+                operation_timeout=OPERATION_TIMEOUT,
+            )
+        )
+        for node in NODES
+    ]
+    started = time.monotonic()
+    try:
+        for connection in connections:
+            await connection.open()
+        await asyncio.gather(
+            *(
+                worker(connection, tables, txns, tally)
+                for connection in connections
+                for _ in range(CONNECTIONS_PER_NODE)
+            )
+        )
+    finally:
+        for connection in connections:
+            await connection.close()
+    return time.monotonic() - started
+
+
 # -- one statement per round trip, through Connection ------------------------------------------------
 
 
@@ -315,32 +350,7 @@ async def test_per_statement_transactions_through_our_connection_lose_nothing(cl
     txns = range(1, PER_STATEMENT_TRANSACTIONS + 1)
     _prepare(cluster, tables, txns)
     shared = iter(txns)  # one iterator for every task: each transaction is run once
-    connections = [
-        Connection(
-            MySQLConfig.from_url(
-                cluster.node_url(node),
-                table=tables.hot,
-                pool_size=CONNECTIONS_PER_NODE,
-                operation_timeout=OPERATION_TIMEOUT,
-            )
-        )
-        for node in NODES
-    ]
-    started = time.monotonic()
-    try:
-        for connection in connections:
-            await connection.open()
-        await asyncio.gather(
-            *(
-                _through_connection(connection, tables, shared, tally)
-                for connection in connections
-                for _ in range(CONNECTIONS_PER_NODE)
-            )
-        )
-    finally:
-        for connection in connections:
-            await connection.close()
-    seconds = time.monotonic() - started
+    seconds = await _on_both_nodes(cluster, tables, _through_connection, shared, tally)
     writes = _writes(cluster, tables, txns)
     anomalies = _anomalies(tally, writes, txns)
     # Every write the counter took belongs to a transaction that committed whole.
@@ -378,32 +388,7 @@ async def test_an_autocommit_write_and_its_read_as_one_text_lose_nothing(cluster
     txns = range(1, PER_STATEMENT_TRANSACTIONS + 1)
     _prepare(cluster, tables, txns)
     shared = iter(txns)
-    connections = [
-        Connection(
-            MySQLConfig.from_url(
-                cluster.node_url(node),
-                table=tables.hot,
-                pool_size=CONNECTIONS_PER_NODE,
-                operation_timeout=OPERATION_TIMEOUT,
-            )
-        )
-        for node in NODES
-    ]
-    started = time.monotonic()
-    try:
-        for connection in connections:
-            await connection.open()
-        await asyncio.gather(
-            *(
-                _write_and_read(connection, tables, shared, tally)
-                for connection in connections
-                for _ in range(CONNECTIONS_PER_NODE)
-            )
-        )
-    finally:
-        for connection in connections:
-            await connection.close()
-    seconds = time.monotonic() - started
+    seconds = await _on_both_nodes(cluster, tables, _write_and_read, shared, tally)
     writes = _writes(cluster, tables, txns)
     anomalies = _anomalies(tally, writes, txns, k=1)
     n, committed = _counter(cluster, tables), len(tally.acknowledged) + sum(writes[t] == 1 for t in tally.unknown)
