@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 import socketio
 
+from adapters.socketio.ack_guard import guard_acks
 from adapters.socketio.chaining import (
     AppHandler,
     ChainedHandlers,
@@ -146,6 +147,7 @@ class SocketSessions:
         Raises :class:`HandlerConflict` for handlers that could not run beside
         the binding (catch-all ``namespace="*"`` connect handlers).
         """
+        guard_acks(self.sio)  # every delivery waits on an ack callback: no packet may break that table
         existing = self.sio.handlers.get(self.namespace, {})
         self._table = ChainedHandlers(self.sio, self.namespace, self, existing)
         self.sio.handlers[self.namespace] = self._table

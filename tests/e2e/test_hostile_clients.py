@@ -412,3 +412,69 @@ async def test_a_login_beyond_the_cap_ends_the_least_recently_seen_session(cappe
     finally:
         for client in clients:
             await client.__aexit__()
+
+
+# -- hostile ack packets ------------------------------------------------------------------------------------
+
+
+class _RawSocket:
+    """A Socket.IO client written by hand over Engine.IO's websocket, to send packets no library would."""
+
+    def __init__(self, ws: Any) -> None:
+        self.ws = ws
+        self.next_id = 1
+
+    async def packet(self, prefix: str, within: float = 30) -> str:
+        """The next Socket.IO packet starting with ``prefix``, answering Engine.IO pings meanwhile."""
+        async with asyncio.timeout(within):
+            while True:
+                text = str(await self.ws.recv())
+                if text == "2":
+                    await self.ws.send("3")
+                elif text.startswith(prefix):
+                    return text
+
+    async def call(self, event: str, payload: Any) -> Any:
+        ack_id, self.next_id = self.next_id, self.next_id + 1
+        await self.ws.send(f"42{ack_id}" + json.dumps([event, payload]))
+        reply = await self.packet(f"43{ack_id}[")
+        return json.loads(reply[len(f"43{ack_id}") :])[0]
+
+    async def notice(self) -> tuple[int, str]:
+        """The next delivered notice: its ack id and its text."""
+        text = await self.packet("42")
+        while '"notice"' not in text:
+            text = await self.packet("42")
+        digits = text[2 : text.index("[")]
+        return int(digits), json.loads(text[len("42") + len(digits) :])[1]["text"]
+
+
+async def test_a_hostile_ack_packet_changes_nothing_and_never_stops_a_connection_s_deliveries(
+    plain: Deployment,
+) -> None:
+    """Ack id 0 (python-socketio's own counter), ids never issued, no data, null, a number, a string,
+    repeats: the connection still receives and acknowledges every message after them, and the log holds
+    one line about them and no traceback."""
+    url = plain.server.url.replace("http://", "ws://") + "/socket.io/?EIO=4&transport=websocket"
+    async with websockets.connect(url) as ws, Client(plain.server.url) as sender:
+        raw = _RawSocket(ws)
+        assert str(await ws.recv()).startswith("0{")  # engine.io open
+        await ws.send('40{"token":""}')  # connect with auth: bound at once
+        await raw.packet("40{")
+        assert (await raw.call("user:login", {"userId": "ack-target"})) == {"ok": True}
+        hostile = ["430[]", "430", "430null", "43999[]", "43", "43[]", "431null", "4315"]
+        for packet in hostile:
+            await ws.send(packet)
+        seen = []
+        for n in range(3):
+            assert (await sender.call("demo:notify", {"userId": "ack-target", "text": f"n{n}"}))["queued"] == 1
+            ack_id, text = await raw.notice()
+            seen.append(text)
+            # Its own id, hostile forms first: no data, null, a number; then repeats of an answered id.
+            for packet in (f"43{ack_id}", f"43{ack_id}null", f"43{ack_id}5", f"43{ack_id}[]", f"43{ack_id}[]"):
+                await ws.send(packet)
+        assert seen == ["n0", "n1", "n2"]
+    await asyncio.sleep(0.3)
+    log = plain.server.log()
+    assert "Traceback" not in log
+    assert log.count("dropped") == 1  # a line at once, then at most one a minute with the count
