@@ -48,14 +48,14 @@ test: lint $(NODE_CLIENT) $(CHROMIUM)
 clean:
 	rm -rf $(VENV) tests/e2e/node/node_modules .mypy_cache .ruff_cache .pytest_cache .hypothesis
 
-# Issue 4's speed benchmark: ours vs the in-memory ceiling vs the raw-aiomysql floor (BENCH_ARGS=--quick, ...).
+# The speed benchmark: ours vs the in-memory ceiling vs the raw-aiomysql floor (BENCH_ARGS=--quick, ...).
 # Node's socket.io-client is its default load generator (BENCH_ARGS=--generator python for the Python one).
 .PHONY: bench
 bench: $(STAMP) $(NODE_CLIENT)
 	@mysql_url=$$(tests/support/ensure_mariadb.sh) && redis_url=$$(tests/support/ensure_redis.sh) && \
 	SESSION_TEST_MYSQL_URL="$$mysql_url" SESSION_TEST_REDIS_URL="$$redis_url" $(BIN)/python -m bench.speed $(BENCH_ARGS)
 
-# Issue 13's cluster figures: sets and resumes per second on a private 3-node Galera cluster (started and
+# Cluster figures: sets and resumes per second on a private 3-node Galera cluster (started and
 # stopped by the command) against the single MariaDB node, same run (BENCH_ARGS=--quick for a short look).
 .PHONY: bench-cluster
 bench-cluster: $(STAMP) $(NODE_CLIENT)

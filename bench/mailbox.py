@@ -1,4 +1,4 @@
-"""The mailbox's speed (issue 12): live delivery to connected sockets, and the replay of a full mailbox.
+"""The mailbox's speed: live delivery to connected sockets, and the replay of a full mailbox.
 
     SESSION_TEST_MYSQL_URL=mysql://user:pass@127.0.0.1:3306/db .venv/bin/python -m bench.mailbox \\
         [--clients 50,200] [--runs 3] [--replay-runs 5] [--replay-messages 1000] [bench.speed's options]

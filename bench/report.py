@@ -1,4 +1,4 @@
-"""The human-readable side of bench.speed: a table per client count and issue 4's ratios."""
+"""The human-readable side of bench.speed: a table per client count and the ratios to the targets."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ CPU_RATIOS = (
     ("demo:set: server+db CPU per op, ours ÷ ceiling", "set"),
     ("mailbox delivery: server+db CPU per op, ours ÷ ceiling", "notify"),
 )
-# The mailbox's live delivery (issue 12), for ours and ours2: as fast as it goes, and at a fixed rate.
+# The mailbox's live delivery, for ours and ours2: as fast as it goes, and at a fixed rate.
 MAILBOX_RATIOS = (
     ("live deliveries/s, ours ÷ ceiling", "notify", "ops_per_s"),
     ("delivery p50, ours ÷ ceiling", "notify", "p50_ms"),
@@ -118,7 +118,7 @@ def render(document: dict[str, Any], plan: dict[str, Any]) -> str:
     meta = document.get("meta", {})
     cores = meta.get("cpu_cores", "?")
     lines.append(
-        f"Speed of durable sessions (issue 4): median of {plan['runs']} run(s), {plan['duration']:g} s per phase"
+        f"Speed of durable sessions: median of {plan['runs']} run(s), {plan['duration']:g} s per phase"
         f" after {plan['warmup']:g} s warm-up, {plan['generators']} {plan.get('generator', 'python')} generator"
         " process(es) for Socket.IO."
     )

@@ -3,7 +3,7 @@
     SESSION_TEST_MYSQL_URL=mysql://user:pass@127.0.0.1:3306/db .venv/bin/python -m bench.speed \\
         [--clients 50,200] [--runs 3] [--quick] [--generators 1] [--generator node|python]
 
-Issue 4's measuring stick, and issue 12's for the mailbox. In one run, at each client count, it measures
+The measuring stick for sessions and for the mailbox. In one run, at each client count, it measures
 these systems:
 
 - ours: ``uvicorn entrypoints.asgi:app`` on a fresh MySQL table;
@@ -30,7 +30,7 @@ sockets, ours and ceiling, held by the chosen generator), ours' resume rate with
 that every acknowledged ``demo:set`` of ours is in the database.
 
 It starts and stops every server and process it measures, creates and drops its own
-tables, prints a table per client count and the ratios issue 4 targets, and writes
+tables, prints a table per client count and the ratios to the targets, and writes
 the whole JSON document to bench/results/speed-<timestamp>.json. Medians over runs.
 """
 

@@ -70,7 +70,7 @@ WRITING_WAIT = 60.0  # every load writer having its first writes acknowledged
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GaleraCluster]:
     # Galera's default eviction stalls every commit (and causal read) on the survivors ~6 s after a
     # SIGKILL; with QUICK_EVICTION ~3 s (tests/support/galera.py). The failover time printed by the
-    # node-killed test is the figure issue 13 asks to keep under 5 s.
+    # node-killed test is the failover time (docs/scaling.md).
     yield from galera_cluster(tmp_path_factory, provider_options=QUICK_EVICTION)
 
 

@@ -1,4 +1,4 @@
-"""Messages that wait for the session (SPEC §8), end to end: real uvicorn processes, real Socket.IO clients.
+"""Messages that wait for the session, end to end: real uvicorn processes, real Socket.IO clients.
 
 A message arrives as ``notice(payload, {id, sentAt, replayed}, ack)``. python-socketio's
 client acknowledges an event with its handler's return value; a handler that raises

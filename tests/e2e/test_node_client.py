@@ -28,7 +28,7 @@ pytestmark = pytest.mark.e2e
 
 NODE_DIR = Path(__file__).resolve().parent / "node"
 HARNESS = NODE_DIR / "run_snippet.js"
-NOTICE_HARNESS = NODE_DIR / "run_notice_snippet.js"  # the snippet plus the lines that take messages (SPEC §8)
+NOTICE_HARNESS = NODE_DIR / "run_notice_snippet.js"  # the snippet plus the lines that take messages
 SNIPPET = NODE_DIR / "old_client_snippet.js"
 GOT_TOKEN_FIELDS = {"token", "errors", "status", "expires"}
 
