@@ -103,6 +103,7 @@ class GroupCommit:
         self._timer = None
         waiting = self._waiting
         now = asyncio.get_running_loop().time()
+        dropped: set[int] = set()
         while waiting and (waiting[0].done.done() or waiting[0].deadline <= now):
             job = waiting.popleft()
             if job.done.done():
@@ -114,10 +115,12 @@ class GroupCommit:
                     )
                 )
             else:
-                self._queue.remove(job)  # never run late, unacknowledged
+                dropped.add(id(job))
                 job.done.set_exception(
                     StoreUnavailable(f"the store was too busy to take the write within {self._timeout} s")
                 )
+        if dropped:  # never run late, unacknowledged: one pass over the queue, however many expired
+            self._queue = [job for job in self._queue if id(job) not in dropped]
         if waiting:
             self._timer = asyncio.get_running_loop().call_at(waiting[0].deadline, self._expire)
 
